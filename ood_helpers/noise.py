@@ -1,0 +1,97 @@
+"""Noise families with one severity knob, for augmentation, robustness tests and the widget.
+
+``severity`` is in [0, 1] and reads roughly as a standard deviation in pixel units: severity 0.1
+is Gaussian noise of std 0.1, speckle of relative std 0.1, salt-and-pepper on 10% of pixels,
+Poisson noise of std about 0.1 * sqrt(intensity), and a Gaussian blur of sigma 3 * 0.1 pixels.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .validation import InputError, as_image_batch, check_choice
+
+NOISE_FAMILIES = ("gaussian", "salt_pepper", "speckle", "poisson", "blur")
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(round(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur with reflect padding; sigma in pixels."""
+    if sigma <= 0:
+        return images
+    kernel = _gaussian_kernel(sigma)
+    channels, radius = images.shape[1], (len(kernel) - 1) // 2
+    horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    vertical = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    x = F.pad(images, (radius, radius, 0, 0), mode="reflect")
+    x = F.conv2d(x, horizontal, groups=channels)
+    x = F.pad(x, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(x, vertical, groups=channels)
+
+
+def _apply(images: torch.Tensor, family: str, severity: torch.Tensor,
+           generator: torch.Generator | None) -> torch.Tensor:
+    """Vectorised core: ``severity`` is a (N, 1, 1, 1) tensor, one value per image, all > 0."""
+    if family == "gaussian":
+        noisy = images + severity * torch.randn(images.shape, generator=generator)
+    elif family == "speckle":
+        noisy = images * (1 + severity * torch.randn(images.shape, generator=generator))
+    elif family == "salt_pepper":
+        mask_shape = (images.shape[0], 1, *images.shape[2:])
+        draw = torch.rand(mask_shape, generator=generator)
+        salt = (torch.rand(mask_shape, generator=generator) < 0.5).float()
+        noisy = torch.where(draw < severity, salt, images)
+    elif family == "poisson":
+        photons = 1.0 / severity ** 2
+        noisy = torch.poisson(images * photons, generator=generator) / photons
+    else:
+        noisy = torch.cat([gaussian_blur(images[i:i + 1], 3.0 * float(severity[i])) for i in range(len(images))])
+    return noisy.clamp_(0.0, 1.0)
+
+
+def add_noise(images: torch.Tensor, family: str, severity: float,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Return a noisy copy of ``images`` (float N x C x 32 x 32 in [0, 1]), clipped to [0, 1].
+
+    ``family`` is one of ``NOISE_FAMILIES``; ``severity`` in [0, 1] (0 returns the input).
+    """
+    check_choice(family, NOISE_FAMILIES, "family")
+    if not 0.0 <= float(severity) <= 1.0:
+        raise InputError(f"severity: expected a number in [0, 1], got {severity!r}.")
+    images = as_image_batch(images)
+    if severity == 0:
+        return images.clone()
+    return _apply(images, family, torch.full((len(images), 1, 1, 1), float(severity)), generator)
+
+
+class NoiseAugment:
+    """Training transform: with probability ``p`` per image, a random family at a random severity.
+
+    Severity is drawn uniformly from [0, ``max_severity``]. Used on both classes of the classifier
+    (and on the autoencoder's inputs), so noise carries no label information.
+    """
+
+    def __init__(self, max_severity: float = 0.15, p: float = 0.5, families=NOISE_FAMILIES):
+        for family in families:
+            check_choice(family, NOISE_FAMILIES, "families")
+        self.max_severity, self.p, self.families = float(max_severity), float(p), tuple(families)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        out = images.clone()
+        chosen = torch.rand(len(images), generator=generator) < self.p
+        family_index = torch.randint(len(self.families), (len(images),), generator=generator)
+        severities = torch.rand(len(images), generator=generator) * self.max_severity
+        for index, family in enumerate(self.families):
+            rows = torch.nonzero(chosen & (family_index == index) & (severities > 0)).flatten()
+            if len(rows):
+                out[rows] = _apply(images[rows], family, severities[rows].view(-1, 1, 1, 1), generator)
+        return out
+
+    def __repr__(self):
+        return f"NoiseAugment(max_severity={self.max_severity}, p={self.p}, families={self.families})"

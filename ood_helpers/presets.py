@@ -1,0 +1,71 @@
+"""Training presets: one switch from a CI smoke run to the paper's full settings.
+
+- ``quick``: CI and nbval; about half a minute per detector on 2 CPU cores.
+- ``classroom``: a laptop CPU, a few minutes per detector; the default without a GPU.
+- ``paper``: the paper's settings (ResNet-18 width 64, Adam lr 1e-4, betas (0.9, 0.99), batch 32,
+  100 epochs, MultiStepLR gamma 0.2 at epochs 40 and 80); the default when a GPU is present.
+
+``OOD_PRESET`` in the environment chooses one for notebooks and the CLI.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+
+from .validation import check_choice
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    width: int                 # base width of every ResNet-18 (64 = torchvision's resnet18)
+    stem: str                  # "imagenet" (stride 4, CPU friendly) or "cifar" (stride 1)
+    latent_dim: int            # size of z
+    batch_size: int            # images per class per step
+    lr: float
+    betas: tuple
+    ae_epochs: int
+    clf_epochs: int
+    milestones: tuple          # fractions of the epochs where the learning rate is multiplied by gamma
+    gamma: float
+    train_limit: int | None    # most in-distribution training images used (None = all)
+    noise_max_severity: float  # upper end of noise-augmentation severity
+    checkpoint_every_epoch: bool
+
+    def milestone_epochs(self, epochs: int) -> list[int]:
+        return sorted({max(1, round(f * epochs)) for f in self.milestones if round(f * epochs) < epochs})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    "quick": Preset("quick", width=8, stem="imagenet", latent_dim=64, batch_size=64, lr=2e-3, betas=(0.9, 0.99),
+                    ae_epochs=4, clf_epochs=3, milestones=(0.4, 0.8), gamma=0.2, train_limit=4000,
+                    noise_max_severity=0.15, checkpoint_every_epoch=False),
+    "classroom": Preset("classroom", width=16, stem="imagenet", latent_dim=128, batch_size=64, lr=1e-3,
+                        betas=(0.9, 0.99), ae_epochs=10, clf_epochs=6, milestones=(0.4, 0.8), gamma=0.2,
+                        train_limit=20000, noise_max_severity=0.15, checkpoint_every_epoch=True),
+    "paper": Preset("paper", width=64, stem="cifar", latent_dim=512, batch_size=32, lr=1e-4, betas=(0.9, 0.99),
+                    ae_epochs=100, clf_epochs=100, milestones=(0.4, 0.8), gamma=0.2, train_limit=None,
+                    noise_max_severity=0.15, checkpoint_every_epoch=True),
+}
+
+
+def default_preset_name() -> str:
+    """``$OOD_PRESET`` if set, else ``paper`` with a CUDA GPU, else ``classroom``."""
+    name = os.environ.get("OOD_PRESET")
+    if name:
+        return check_choice(name, tuple(PRESETS), "OOD_PRESET")
+    import torch
+
+    return "paper" if torch.cuda.is_available() else "classroom"
+
+
+def get_preset(preset: str | Preset | None = None, **overrides) -> Preset:
+    """A preset by name (None = :func:`default_preset_name`), optionally with fields replaced."""
+    if isinstance(preset, Preset):
+        base = preset
+    else:
+        base = PRESETS[check_choice(preset or default_preset_name(), tuple(PRESETS), "preset")]
+    return replace(base, **overrides) if overrides else base
