@@ -32,7 +32,7 @@ def aupr(in_scores, out_scores) -> float:
 
 def fpr_at_tpr(in_scores, out_scores, tpr: float = 0.95) -> float:
     """False-positive rate (in images flagged as out) at the first threshold catching ``tpr`` of out."""
-    fpr, tpr_curve, _ = roc_curve(*_labels_scores(in_scores, out_scores))
+    fpr, tpr_curve, _ = roc_curve(*_labels_scores(in_scores, out_scores), drop_intermediate=False)
     return float(fpr[np.searchsorted(tpr_curve, tpr, side="left")])
 
 

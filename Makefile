@@ -1,0 +1,47 @@
+# Everything goes through the virtual environment in .venv; every target is safe to run twice.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PRESET ?= classroom
+SETTINGS := mnist-cifar10 cifar10-mnist
+
+.PHONY: setup lab test test-unit test-notebooks test-browser reproduce compare robustness notebooks clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+# unit tests, then every notebook under nbval at the quick preset, then the widget in a real browser
+test: test-unit test-notebooks test-browser
+
+test-unit: setup
+	$(PY) -m pytest tests --ignore=tests/browser
+
+test-notebooks: setup
+	OOD_PRESET=quick $(PY) -m pytest --nbval-lax --sanitize-with notebooks/nbval_sanitize.cfg notebooks/ -p no:cacheprovider
+
+test-browser: setup
+	$(PY) -m pytest tests/browser -m browser -p no:cacheprovider
+
+reproduce: setup
+	for s in $(SETTINGS); do $(PY) -m ood_helpers reproduce --setting $$s --preset $(PRESET) --seed 0 --out runs/reproduce/$(PRESET)/$$s || exit 1; done
+
+compare: setup
+	for s in $(SETTINGS); do $(PY) -m ood_helpers compare --setting $$s --preset $(PRESET) --seeds 0 1 2 --out results/$$s || exit 1; done
+
+robustness: setup
+	for s in $(SETTINGS); do $(PY) -m ood_helpers robustness --setting $$s --preset $(PRESET) --seed 0 --out results/robustness/$$s || exit 1; done
+
+# execute every notebook in place at the classroom preset, so the committed copies show real outputs
+notebooks: setup
+	cd notebooks && for nb in [0-9][0-9]_*.ipynb; do OOD_PRESET=$(PRESET) ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=7200 $$nb || exit 1; done
+
+clean:
+	rm -rf artifacts notebooks/artifacts runs screenshots .pytest_cache

@@ -1,0 +1,142 @@
+"""A small gated PixelCNN (van den Oord et al. 2016) as an autoregressive likelihood baseline.
+
+Architecture: gated layers with a vertical stack (rows above) and a horizontal stack (pixels to
+the left in the same row), which removes the blind spot of the original masked PixelCNN. The
+first layer is "type A" (a pixel never sees itself), the others "type B"; causality is enforced
+with fixed weight masks. The output gives, per pixel, a mixture of discretized logistics over the
+256 intensity levels (Salimans et al. 2017, PixelCNN++): with RGB images the mean of green depends
+linearly on red and the mean of blue on red and green, so every subpixel is conditioned on all
+earlier ones.
+
+Score: negative log-likelihood in bits per dimension (higher = more out-of-distribution).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .deep import DeepBaseline
+
+
+class GatedLayer(nn.Module):
+    """One gated PixelCNN layer; ``first`` = mask type A (the current pixel is hidden)."""
+
+    def __init__(self, channels: int, kernel: int, first: bool):
+        super().__init__()
+        self.kernel, self.first = kernel, first
+        half = kernel // 2
+        self.vertical = nn.Conv2d(channels, 2 * channels, (half + 1, kernel))
+        self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.horizontal = nn.Conv2d(channels, 2 * channels, (1, half + 1))
+        self.horizontal_out = nn.Conv2d(channels, channels, 1)
+        vertical_mask = torch.ones_like(self.vertical.weight)
+        horizontal_mask = torch.ones_like(self.horizontal.weight)
+        if first:  # type A: the vertical stack sees only rows above, the horizontal only pixels left
+            vertical_mask[:, :, -1] = 0
+            horizontal_mask[:, :, :, -1] = 0
+        self.register_buffer("vertical_mask", vertical_mask)
+        self.register_buffer("horizontal_mask", horizontal_mask)
+
+    @staticmethod
+    def _gate(x):
+        a, b = x.chunk(2, dim=1)
+        return torch.tanh(a) * torch.sigmoid(b)
+
+    def forward(self, v, h):
+        half = self.kernel // 2
+        # vertical: output row i sees input rows i-half .. i (row i masked away in the first layer)
+        v_pre = F.conv2d(F.pad(v, (half, half, half, 0)), self.vertical.weight * self.vertical_mask,
+                         self.vertical.bias)
+        # horizontal: output column j sees input columns j-half .. j of the same row
+        h_pre = F.conv2d(F.pad(h, (half, 0, 0, 0)), self.horizontal.weight * self.horizontal_mask,
+                         self.horizontal.bias)
+        v_out = self._gate(v_pre)
+        h_gated = self._gate(h_pre + self.vertical_to_horizontal(v_pre))
+        h_out = self.horizontal_out(h_gated)
+        return v_out, (h_out if self.first else h_out + h)
+
+
+def mixture_parameter_count(in_channels: int, n_mix: int) -> int:
+    """Logit, then per channel a mean and a log scale, plus the C(C-1)/2 linear coefficients."""
+    return n_mix * (1 + 2 * in_channels + in_channels * (in_channels - 1) // 2)
+
+
+def discretized_mix_logistic_nll(x: torch.Tensor, params: torch.Tensor, n_mix: int) -> torch.Tensor:
+    """Per-image negative log-likelihood (nats) of ``x`` in [-1, 1] (N, C, H, W) under a mixture of
+    discretized logistics over 256 bins; ``params`` (N, mixture_parameter_count, H, W)."""
+    n, c, height, width = x.shape
+    logits = params[:, :n_mix]                                             # N, M, H, W
+    rest = params[:, n_mix:].reshape(n, -1, c, n_mix, height, width)       # N, 2 or 3, C, M, H, W
+    means, log_scales = rest[:, 0], rest[:, 1].clamp(min=-7.0)
+    x = x.unsqueeze(2)                                                     # N, C, 1, H, W
+    if c == 3:
+        coeffs = torch.tanh(params[:, n_mix * 7:].reshape(n, 3, n_mix, height, width))
+        means = torch.stack([means[:, 0],
+                             means[:, 1] + coeffs[:, 0] * x[:, 0],
+                             means[:, 2] + coeffs[:, 1] * x[:, 0] + coeffs[:, 2] * x[:, 1]], dim=1)
+    centred = x - means
+    inv_scale = torch.exp(-log_scales)
+    plus_in = inv_scale * (centred + 1.0 / 255.0)
+    min_in = inv_scale * (centred - 1.0 / 255.0)
+    log_cdf_plus = plus_in - F.softplus(plus_in)              # log P(bin 0)
+    log_one_minus_cdf_min = -F.softplus(min_in)               # log P(bin 255)
+    cdf_delta = torch.sigmoid(plus_in) - torch.sigmoid(min_in)
+    mid_in = inv_scale * centred
+    log_pdf_mid = mid_in - log_scales - 2.0 * F.softplus(mid_in)
+    log_bin = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid - math.log(127.5))
+    log_probs = torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_bin))
+    log_probs = log_probs.sum(1) + torch.log_softmax(logits, dim=1)     # N, M, H, W
+    return -torch.logsumexp(log_probs, dim=1).flatten(1).sum(1)
+
+
+class GatedPixelCNN(nn.Module):
+    def __init__(self, in_channels: int, channels: int, layers: int, n_mix: int, first_kernel: int = 5):
+        super().__init__()
+        self.n_mix = n_mix
+        self.inp = nn.Conv2d(in_channels, channels, 1)   # 1x1: mixes channels of the same pixel only
+        self.layers = nn.ModuleList([GatedLayer(channels, first_kernel, True)] +
+                                    [GatedLayer(channels, 3, False) for _ in range(layers - 1)])
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, 4 * channels, 1), nn.ReLU(),
+                                  nn.Conv2d(4 * channels, mixture_parameter_count(in_channels, n_mix), 1))
+
+    def forward(self, x):
+        """``x`` in [-1, 1]; returns the mixture parameters for every pixel given the pixels before it."""
+        v = h = self.inp(x)
+        for layer in self.layers:
+            v, h = layer(v, h)
+        return self.head(h)
+
+    def nll(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-image negative log-likelihood in nats of images in [0, 1]."""
+        x = images * 2.0 - 1.0
+        return discretized_mix_logistic_nll(x, self(x), self.n_mix)
+
+
+class PixelCNNDetector(DeepBaseline):
+    """Small gated PixelCNN; score = negative log-likelihood in bits per dimension."""
+
+    name = "PixelCNN"
+    BUDGETS = {
+        "quick": dict(epochs=1, channels=12, layers=4, first_kernel=5, n_mix=3, batch_size=32, lr=2e-3,
+                      train_limit=1200, score_batch_size=128),
+        "classroom": dict(epochs=2, channels=16, layers=5, first_kernel=5, n_mix=5, batch_size=32, lr=1e-3,
+                          train_limit=3600, score_batch_size=128),
+        "paper": dict(epochs=50, channels=64, layers=12, first_kernel=7, n_mix=10, batch_size=64, lr=3e-4,
+                      train_limit=None, score_batch_size=256),
+    }
+
+    def _build(self):
+        b = self.budget
+        return GatedPixelCNN(self.in_channels, b["channels"], b["layers"], b["n_mix"], b["first_kernel"])
+
+    def _bits_per_dim(self, batch):
+        return self.model.nll(batch) / (math.log(2.0) * batch[0].numel())
+
+    def _loss(self, batch, generator):
+        return self._bits_per_dim(batch).mean()
+
+    def _score_batch(self, batch, generator):
+        return self._bits_per_dim(batch)
