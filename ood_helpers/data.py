@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,10 @@ def _load_raw(name: str, train: bool, root: str, download: bool) -> tuple[torch.
         folder = datasets.ImageFolder(str(jpg))
     except FileNotFoundError as err:
         raise _not_found(name, root_path, [batches, jpg]) from err
-    decoded = decode_jpeg([read_file(path) for path, _ in folder.samples], mode=ImageReadMode.RGB)
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image io in favour of torchcodec; it is still the fastest here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        decoded = decode_jpeg([read_file(path) for path, _ in folder.samples], mode=ImageReadMode.RGB)
     return torch.stack(decoded), torch.tensor(folder.targets, dtype=torch.long)
 
 

@@ -45,6 +45,8 @@ class OODDetector:
     latent_input : feed z into the classifier and use the latent density (False = the ablation).
     noise_augment : noise-addition augmentation on both classes (False = the ablation).
     inject_stage : the classifier stage (1-4) after which z is added.
+    outlier_families : names from ``outliers.OUTLIER_FAMILIES`` used as the "out" class
+        (default: every family that applies to ``in_channels``).
 
     Score: higher = more out-of-distribution. It is the classifier's logit, plus (with
     ``latent_input``) the Mahalanobis distance of z to the training latents, each standardised by
@@ -52,12 +54,19 @@ class OODDetector:
     """
 
     def __init__(self, in_channels: int = 1, preset="quick", seed: int = 0, latent_input: bool = True,
-                 noise_augment: bool = True, inject_stage: int = 2, device=None, progress: bool = True):
+                 noise_augment: bool = True, inject_stage: int = 2, outlier_families=None, device=None,
+                 progress: bool = True):
         if in_channels not in (1, 3):
             raise InputError(f"in_channels: expected 1 (grayscale) or 3 (RGB), got {in_channels!r}.")
         if inject_stage not in (1, 2, 3, 4):
             raise InputError(f"inject_stage: expected 1, 2, 3 or 4, got {inject_stage!r}.")
         self.in_channels, self.seed = in_channels, int(seed)
+        available = families_for(in_channels)
+        self.outlier_families = tuple(outlier_families) if outlier_families is not None else available
+        unknown = [f for f in self.outlier_families if f not in available]
+        if unknown or not self.outlier_families:
+            raise InputError(f"outlier_families: expected a non-empty selection of {available} for "
+                             f"{in_channels} channel(s), got {outlier_families!r}.")
         self.preset: Preset = get_preset(preset)
         self.latent_input, self.noise_augment, self.inject_stage = bool(latent_input), bool(noise_augment), inject_stage
         self.device, self.progress = pick_device(device), progress
@@ -80,7 +89,7 @@ class OODDetector:
     def config(self) -> dict:
         return {"in_channels": self.in_channels, "seed": self.seed, "preset": self.preset.as_dict(),
                 "latent_input": self.latent_input, "noise_augment": self.noise_augment,
-                "inject_stage": self.inject_stage}
+                "inject_stage": self.inject_stage, "outlier_families": list(self.outlier_families)}
 
     def __repr__(self):
         return (f"OODDetector(in_channels={self.in_channels}, preset={self.preset.name!r}, seed={self.seed}, "
@@ -114,7 +123,7 @@ class OODDetector:
         ae_loss = train_autoencoder(self.autoencoder, ae_part, self.preset, generator, self.device, noise,
                                     state / "autoencoder_state.pt" if state else None, self.progress, on_epoch_end)
         clf_loss = train_classifier(self.classifier, self.autoencoder, clf_part, self.preset, generator,
-                                    self.device, noise, families_for(self.in_channels),
+                                    self.device, noise, self.outlier_families,
                                     state / "classifier_state.pt" if state else None, self.progress, on_epoch_end)
         self._fit_latent_density(clf_part)
         self.fitted_ = True
@@ -220,7 +229,7 @@ class OODDetector:
         fields = dict(config["preset"])
         fields["betas"], fields["milestones"] = tuple(fields["betas"]), tuple(fields["milestones"])
         detector = cls(config["in_channels"], Preset(**fields), config["seed"], config["latent_input"],
-                       config["noise_augment"], config["inject_stage"], device, progress)
+                       config["noise_augment"], config["inject_stage"], config["outlier_families"], device, progress)
         try:
             detector.autoencoder.load_state_dict(payload["autoencoder"])
             detector.classifier.load_state_dict(payload["classifier"])

@@ -1,0 +1,41 @@
+"""The command line: clear errors for bad names, and the integration run on the real data."""
+import json
+
+import pytest
+
+from ood_helpers.__main__ import main
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "--setting", "mnist-svhn", "--preset", "quick"], "invalid choice"),
+    (["reproduce", "--setting", "mnist-cifar10", "--preset", "huge"], "invalid choice"),
+])
+def test_unknown_setting_or_preset_exits_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_is_one_line_not_a_traceback(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("OOD_DATA_DIR", str(tmp_path / "empty"))
+    assert main(["reproduce", "--setting", "mnist-cifar10", "--preset", "quick", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: MNIST was not found") and "Traceback" not in err
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_reproduce_quick_mnist_in_cifar10_out(data_root, monkeypatch, tmp_path, capsys):
+    """Integration on the real offline data: the quick preset must reach AUROC >= 0.95."""
+    monkeypatch.setenv("OOD_DATA_DIR", str(data_root))
+    out = tmp_path / "run"
+    assert main(["reproduce", "--setting", "mnist-cifar10", "--preset", "quick", "--seed", "0",
+                 "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    for key in ("setting", "preset", "seed", "auroc", "aupr", "fpr95", "train_seconds"):
+        assert key in results
+    assert results["setting"] == "mnist-cifar10" and results["preset"] == "quick"
+    assert results["auroc"] >= 0.95, results
+    assert (out / "roc.png").stat().st_size > 1000 and (out / "detector.pt").exists()
+    assert "| ours (measured) |" in capsys.readouterr().out

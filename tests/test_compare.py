@@ -1,0 +1,116 @@
+"""run_comparison on a tiny synthetic setting: files, keys, noisy groups, skips and errors."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pytest
+import torch
+
+import ood_helpers.compare as compare
+from ood_helpers import InputError, OODData
+from ood_helpers.baselines import PYOD_MISSING
+
+from test_baselines import blobs
+
+
+@pytest.fixture(autouse=True)
+def tiny_data(monkeypatch):
+    """Replace the real data with synthetic blobs (in) and their inversions (out); count loads."""
+    calls = []
+
+    def fake_load_setting(setting, train_limit=None, seed=0, **_):
+        calls.append((setting, train_limit, seed))
+        channels = 3 if setting.startswith("cifar10") else 1
+        return OODData(setting, "blobs", "inverted blobs", channels, blobs(120, channels, seed),
+                       blobs(60, channels, 100), 1.0 - blobs(60, channels, 101))
+
+    monkeypatch.setattr(compare, "load_setting", fake_load_setting)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield calls
+    torch.set_num_threads(threads)
+
+
+def test_writes_results_with_expected_keys(tmp_path, tiny_data):
+    results = compare.run_comparison("mnist-cifar10", preset="quick", seeds=(0, 1), out_dir=tmp_path,
+                                     detectors=["mean-intensity", "PCA reconstruction"], progress=False)
+    assert tiny_data == [("mnist-cifar10", 4000, 0), ("mnist-cifar10", 4000, 1)]
+    for name in ("results.json", "results.md", "roc.png"):
+        assert (tmp_path / name).is_file() and (tmp_path / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["setting"] == "mnist-cifar10" and saved["preset"] == "quick" and saved["seeds"] == [0, 1]
+    assert saved["detectors"] == ["mean-intensity", "pca"]
+    assert saved["paper_reported"]["ours (full)"] == 0.9718
+    [group] = saved["groups"]
+    assert group["name"] == "clean"
+    rows = {row["key"]: row for row in group["rows"]}
+    assert set(rows) == {"mean-intensity", "pca"}
+    for row in rows.values():
+        assert {"detector", "auroc_mean", "auroc_std", "auroc_per_seed", "aupr_mean", "fpr95_mean",
+                "train_seconds", "score_seconds", "paper_reported"} <= set(row)
+        assert len(row["auroc_per_seed"]) == 2 and row["auroc_mean"] > 0.9 and row["auroc_std"] >= 0
+        assert row["paper_reported"] is None
+    markdown = (tmp_path / "results.md").read_text()
+    assert saved["command"] in markdown
+    assert "python -m ood_helpers compare --setting mnist-cifar10 --preset quick --seeds 0 1" in saved["command"]
+    assert "paper (reported)" in markdown and "roc.png" in markdown
+    table = compare.format_table(results)
+    assert "| mean intensity |" in table and "± " in table
+
+
+def test_ours_ablations_and_autoencoder_difference(tiny_data):
+    results = compare.run_comparison("cifar10-mnist", preset="quick", seeds=[0], progress=False,
+                                     detectors=["ours", "ours-no-latent", "ae-difference"])
+    rows = {row["key"]: row for row in results["groups"][0]["rows"]}
+    assert list(rows) == ["ours", "ours-no-latent", "ae-difference"]
+    assert rows["ours"]["paper_reported"] == 0.5908 and rows["ours-no-latent"]["paper_reported"] == 0.5624
+    assert rows["ae-difference"]["train_seconds"] == rows["ours"]["train_seconds"]   # no extra training
+    assert rows["ours"]["auroc_std"] is None                                        # one seed: no spread
+    assert "files" not in results
+    assert "autoencoder difference (mean |I - D(E(I))|)" in compare.format_table(results)
+
+
+def test_noisy_setting_has_one_group_per_level(tmp_path, tiny_data):
+    results = compare.run_comparison("mnist-cifar10+noise", preset="quick", seeds=[0], out_dir=tmp_path,
+                                     detectors=["mean-intensity"], progress=False)
+    assert tiny_data == [("mnist-cifar10", 4000, 0)]
+    assert [g["noise_level"] for g in results["groups"]] == [0.0, 0.05, 0.1, 0.2]
+    assert all(len(g["rows"]) == 1 for g in results["groups"])
+    assert results["groups"][0]["rows"][0]["paper_reported"] is None   # mean intensity is not in the paper
+    table = compare.format_table(results)
+    assert table.count("### ") == 4 and "Gaussian noise (std 0.2)" in table
+
+
+def test_pyod_peers_skipped_with_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyod", None)
+    results = compare.run_comparison("mnist-cifar10", seeds=[0], out_dir=tmp_path, progress=False,
+                                     detectors=["mean-intensity", "pyod-vae", "pyod-deepsvdd"])
+    assert results["skipped"]["pyod-vae"]["reason"] == PYOD_MISSING
+    assert set(results["skipped"]) == {"pyod-vae", "pyod-deepsvdd"}
+    assert [row["key"] for row in results["groups"][0]["rows"]] == ["mean-intensity"]
+    assert "PyOD is not installed: pip install .[peers]" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(setting="mnist-svhn"), "setting"),
+    (dict(setting="mnist-cifar10", preset="huge"), "preset"),
+    (dict(setting="mnist-cifar10", seeds=[]), "seeds"),
+    (dict(setting="mnist-cifar10", seeds=[0, 0]), "seeds"),
+    (dict(setting="mnist-cifar10", detectors=["nope"]), "detectors"),
+])
+def test_bad_arguments_raise_input_error(kwargs, match, tiny_data):
+    with pytest.raises(InputError, match=match):
+        compare.run_comparison(progress=False, **kwargs)
+    assert tiny_data == []   # rejected before any data is loaded
+
+
+def test_cli_helpers(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    compare.add_compare_arguments(parser)
+    args = parser.parse_args(["--setting", "mnist-near", "--seeds", "0", "--out", str(tmp_path),
+                              "--detectors", "mean-intensity", "--quiet"])
+    assert compare.main_compare(args) == 0
+    out = capsys.readouterr().out
+    assert "| mean intensity |" in out and (tmp_path / "results.md").is_file()
