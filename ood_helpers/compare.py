@@ -36,7 +36,7 @@ from .baselines import BASELINES, PYOD_BASELINES, PYOD_MISSING, make_detector, p
 from .data import SETTINGS, data_root, load_setting
 from .detector import OODDetector
 from .noise import add_noise
-from .presets import PRESETS, get_preset
+from .presets import PRESETS, default_preset_name, get_preset
 from .validation import InputError, check_choice
 
 NOISE_LEVELS = (0.05, 0.1, 0.2)
@@ -96,7 +96,9 @@ def _check_seeds(seeds) -> list[int]:
 def command_line(setting: str, preset: str, seeds, out_dir, detectors=None) -> str:
     """The shell command that reproduces a comparison (data folder included)."""
     parts = ["python", "-m", "ood_helpers", "compare", "--setting", setting, "--preset", preset,
-             "--seeds", *map(str, seeds), "--out", str(out_dir if out_dir is not None else "results/compare")]
+             "--seeds", *map(str, seeds)]
+    if out_dir is not None:
+        parts += ["--out", str(out_dir)]
     if detectors is not None:
         parts += ["--detectors", *detectors]
     return f"OOD_DATA_DIR={shlex.quote(str(data_root()))} " + " ".join(shlex.quote(part) for part in parts)
@@ -142,7 +144,8 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
     Parameters
     ----------
     setting : a key of ``data.SETTINGS`` or ``"mnist-cifar10+noise"`` / ``"cifar10-mnist+noise"``.
-    preset : "quick", "classroom" or "paper": our detector's preset and every baseline's budget.
+    preset : "quick", "classroom" or "paper": our detector's preset and every baseline's budget
+        (None = ``$OOD_PRESET``, else paper with a GPU, else classroom).
     seeds : seeds to repeat everything with (training draw, weights, noise); AUROC std is over these.
     out_dir : folder for ``results.json``, ``results.md`` and ``roc.png`` (created); None = write nothing.
     detectors : keys or labels of :data:`DETECTORS` to run (None = all). The PyOD peers are noted as
@@ -154,7 +157,7 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
     ``train_seconds``, ``score_seconds``, ``paper_reported``), ``skipped`` and the run's metadata.
     """
     setting = check_choice(setting, COMPARE_SETTINGS, "setting")
-    preset = check_choice(preset, tuple(PRESETS), "preset")
+    preset = default_preset_name() if preset is None else check_choice(preset, tuple(PRESETS), "preset")
     seeds = _check_seeds(seeds)
     requested = None if detectors is None else resolve_detectors(detectors)
     keys = requested if requested is not None else list(DETECTORS)
@@ -308,8 +311,9 @@ def format_table(results: dict) -> str:
             auroc = _fmt(row["auroc_mean"])
             if row["auroc_std"] is not None:
                 auroc += f" ± {row['auroc_std']:.4f}"
-            lines.append(f"| {_cell(row['detector'])} | {auroc} | {_fmt(row['aupr_mean'])} | {_fmt(row['fpr95_mean'])} | "
-                         f"{_fmt(row['train_seconds'], 1)} | {_fmt(row['score_seconds'], 1)} | "
+            lines.append(f"| {_cell(row['detector'])} | {auroc} | {_fmt(row['aupr_mean'])} | "
+                         f"{_fmt(row['fpr95_mean'])} | {_fmt(row['train_seconds'], 1)} | "
+                         f"{_fmt(row['score_seconds'], 1)} | "
                          f"{_fmt(row['paper_reported'])} |")
         for skip in results["skipped"].values():
             lines.append(f"| {_cell(skip['detector'])} | skipped: {_cell(skip['reason'])} | | | | | |")
@@ -360,8 +364,12 @@ def write_results(results: dict, roc: dict, out_dir) -> dict:
     results = {**results, "files": files}
 
     groups = list(roc)
-    fig = Figure(figsize=(5.5 * max(1, len(groups)), 5.5))
-    axes = fig.subplots(1, max(1, len(groups)), squeeze=False)[0]
+    ncols = min(2, max(1, len(groups)))
+    nrows = max(1, -(-len(groups) // ncols))
+    fig = Figure(figsize=(6 * ncols, 6 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False).flatten()
+    for ax in axes[len(groups):]:
+        ax.set_axis_off()
     for ax, group in zip(axes, groups):
         plot_roc_curves(roc[group], ax=ax, title=f"{results['setting']}: {group} (seed {results['roc_seed']})")
     fig.tight_layout()
@@ -376,19 +384,21 @@ def write_results(results: dict, roc: dict, out_dir) -> dict:
 def add_compare_arguments(parser) -> None:
     """Add the ``compare`` subcommand's arguments to an ``argparse`` parser."""
     parser.add_argument("--setting", required=True, choices=COMPARE_SETTINGS, help="benchmark setting")
-    parser.add_argument("--preset", default="quick", choices=tuple(PRESETS),
-                        help="training budget of every detector (default: quick)")
+    parser.add_argument("--preset", default=None, choices=tuple(PRESETS),
+                        help="training budget of every detector (default: $OOD_PRESET, else auto)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to repeat with (default: 0)")
-    parser.add_argument("--out", default="results/compare", help="output folder (default: results/compare)")
+    parser.add_argument("--out", default=None, help="output folder for results.json, results.md and roc.png")
     parser.add_argument("--detectors", nargs="+", default=None, metavar="NAME",
                         help=f"run only these ({', '.join(DETECTORS)}); default: all")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def main_compare(args) -> int:
     """Run the comparison for parsed ``args`` (see :func:`add_compare_arguments`) and print its table."""
-    results = run_comparison(args.setting, preset=args.preset, seeds=args.seeds, out_dir=args.out,
-                             detectors=getattr(args, "detectors", None), progress=not getattr(args, "quiet", False))
+    results = run_comparison(args.setting, preset=getattr(args, "preset", None), seeds=tuple(args.seeds),
+                             out_dir=getattr(args, "out", None), detectors=getattr(args, "detectors", None),
+                             progress=not getattr(args, "no_progress", False))
     print(format_table(results))
-    print(f"Wrote {', '.join(results['files'].values())} ({results['wall_seconds']:.0f} s).")
+    if "files" in results:
+        print(f"Wrote {', '.join(results['files'].values())} ({results['wall_seconds']:.0f} s).")
     return 0

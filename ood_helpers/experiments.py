@@ -120,13 +120,19 @@ def robustness_table(rows: list[dict]) -> str:
 
 def robustness(setting: str, preset=None, seed: int = 0, out_dir=None, families=NOISE_FAMILIES,
                levels=NOISE_LEVELS, progress: bool = True) -> dict:
-    """Noise robustness with and without noise augmentation (the paper's claim), as rows + table."""
+    """Noise robustness with and without noise augmentation (the paper's claim), as rows + table.
+
+    The two detectors come from :func:`artifacts.get_detector`: reused when the notebooks or a
+    comparison already trained them, trained and saved there otherwise.
+    """
+    from .artifacts import get_data, get_detector
+
     check_choice(setting, tuple(SETTINGS), "setting")
     preset = get_preset(preset)
-    data = load_setting(setting, train_limit=preset.train_limit, seed=seed)
+    data = get_data(setting, preset, seed)
     result = {"setting": setting, "preset": preset.name, "seed": seed, "rows": {}}
     for augment in (True, False):
-        detector = OODDetector(data.channels, preset, seed, noise_augment=augment, progress=progress).fit(data.in_train)
+        detector = get_detector(setting, preset, seed, noise_augment=augment, data=data, progress=progress)
         result["rows"]["with augmentation" if augment else "without augmentation"] = noise_robustness(
             detector, data, families, levels, seed)
     if out_dir is not None:

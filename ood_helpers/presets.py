@@ -45,7 +45,7 @@ PRESETS = {
                     noise_max_severity=0.15, checkpoint_every_epoch=False),
     "classroom": Preset("classroom", width=16, stem="imagenet", latent_dim=128, batch_size=64, lr=1e-3,
                         betas=(0.9, 0.99), ae_epochs=5, clf_epochs=3, milestones=(0.4, 0.8), gamma=0.2,
-                        train_limit=10000, noise_max_severity=0.15, checkpoint_every_epoch=True),
+                        train_limit=6000, noise_max_severity=0.15, checkpoint_every_epoch=True),
     "paper": Preset("paper", width=64, stem="cifar", latent_dim=512, batch_size=32, lr=1e-4, betas=(0.9, 0.99),
                     ae_epochs=100, clf_epochs=100, milestones=(0.4, 0.8), gamma=0.2, train_limit=None,
                     noise_max_severity=0.15, checkpoint_every_epoch=True),

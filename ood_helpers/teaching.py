@@ -21,6 +21,24 @@ from .training import EpochTrainer, difference_image, seed_everything
 from .validation import InputError, as_image_batch
 
 
+# -- data ---------------------------------------------------------------------------------------
+def sample(images: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` images drawn at random without replacement (seeded).
+
+    Use this instead of ``images[:n]``: the CIFAR-10 copy is stored class by class, so the first
+    images of a split are all airplanes.
+    """
+    if not 0 < n <= len(images):
+        raise InputError(f"n: expected a number of images in [1, {len(images)}], got {n!r}.")
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]]
+
+
+def _spread(n: int, max_points: int) -> torch.Tensor:
+    """Indices of at most ``max_points`` of ``n`` items, drawn at random (seeded) so that
+    class-ordered data is not cut to its first classes."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:max_points]
+
+
 # -- scores ---------------------------------------------------------------------------------------
 def detector_scores(detector: OODDetector, images, batch_size: int = 256) -> dict:
     """Every score of a fitted detector from one forward pass over ``images``.
@@ -38,6 +56,23 @@ def detector_scores(detector: OODDetector, images, batch_size: int = 256) -> dic
             "difference_l1": parts["difference"].mean(dim=(1, 2, 3)).double().numpy(),
             "difference_l2": parts["difference"].pow(2).mean(dim=(1, 2, 3)).double().numpy(),
             "z": parts["z"]}
+
+
+def image_complexity(images) -> np.ndarray:
+    """How detailed each image is: the mean absolute difference between horizontally and
+    vertically neighbouring pixels (a total-variation measure), numpy (N,). Flat images score 0."""
+    images = as_image_batch(images)
+    horizontal = (images[..., :, 1:] - images[..., :, :-1]).abs().mean(dim=(1, 2, 3))
+    vertical = (images[..., 1:, :] - images[..., :-1, :]).abs().mean(dim=(1, 2, 3))
+    return ((horizontal + vertical) / 2).double().numpy()
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman rank correlation of two equally long 1-D arrays (ties broken by order)."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.size != b.size or a.size < 2:
+        raise InputError(f"a, b: expected two arrays of the same length >= 2, got {a.size} and {b.size}.")
+    return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
 
 
 # -- pictures -------------------------------------------------------------------------------------
@@ -77,13 +112,32 @@ def plot_latent_projection(z_in, z_out, in_label: str = "in-distribution", out_l
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.2))
     for z, label, colour in ((z_in, in_label, "tab:blue"), (z_out, out_label, "tab:red")):
-        points = pca.transform(z[:max_points])
+        points = pca.transform(z[_spread(len(z), max_points).numpy()])
         ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.5, color=colour, label=label)
     ax.set_xlabel("PC 1 of in-distribution z"), ax.set_ylabel("PC 2")
     ax.legend(fontsize=8, markerscale=2)
     if title:
         ax.set_title(title)
     return ax, pca.explained_variance_ratio_
+
+
+def plot_error_vs_complexity(groups: dict, ax=None, title: str | None = None, max_points: int = 1000):
+    """Scatter of reconstruction error against :func:`image_complexity`, one colour per group.
+
+    ``groups`` maps a label to (images N x C x 32 x 32, errors numpy (N,)). Returns the Axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.8))
+    for (label, (images, errors)), colour in zip(groups.items(), ("tab:blue", "tab:red", "tab:green", "tab:orange")):
+        keep = _spread(len(images), max_points)
+        ax.scatter(image_complexity(images[keep]), np.asarray(errors)[keep.numpy()], s=4, alpha=0.4,
+                   color=colour, label=label)
+    ax.set_xlabel("image complexity (mean |neighbouring pixel difference|)")
+    ax.set_ylabel("mean |difference|")
+    ax.legend(fontsize=8, markerscale=3)
+    if title:
+        ax.set_title(title)
+    return ax
 
 
 def plot_noise_curves(rows_by_variant: dict, key: str = "auroc_vs_ood", title: str | None = None,
@@ -133,6 +187,24 @@ def find_results(setting: str, name: str = "results.md", roots=("../results", "r
         if path.is_file():
             return path
     return None
+
+
+def committed_results(setting: str, roots=("../results", "results")):
+    """The committed comparison ``results/<setting>/results.md`` as an IPython ``Markdown``, or None
+    when the file is missing. Image links (the ROC figure beside the file) are dropped, since their
+    relative paths do not resolve from a notebook; headings are demoted one level."""
+    path = find_results(setting, roots=roots)
+    if path is None:
+        return None
+    from IPython.display import Markdown
+
+    lines, fenced = [], False
+    for line in path.read_text().splitlines():
+        fenced ^= line.lstrip().startswith("```")
+        if not fenced and line.lstrip().startswith("!["):
+            continue
+        lines.append("#" + line if not fenced and line.startswith("#") else line)
+    return Markdown("\n".join(lines))
 
 
 # -- the cheating classifier (notebook 04) --------------------------------------------------------
@@ -196,5 +268,5 @@ def train_cheating_classifier(detector: OODDetector, in_images, ood_images, epoc
     return CheatingClassifier(detector, classifier, history)
 
 
-__all__ = ["detector_scores", "show_gallery", "plot_latent_projection", "plot_noise_curves", "markdown_table",
-           "find_results", "CheatingClassifier", "train_cheating_classifier"]
+__all__ = ["sample", "detector_scores", "image_complexity", "rank_correlation", "show_gallery", "plot_error_vs_complexity", "plot_latent_projection", "plot_noise_curves", "markdown_table",
+           "find_results", "committed_results", "CheatingClassifier", "train_cheating_classifier"]

@@ -69,7 +69,7 @@ def test_ours_ablations_and_autoencoder_difference(tiny_data):
     assert rows["ae-difference"]["train_seconds"] == rows["ours"]["train_seconds"]   # no extra training
     assert rows["ours"]["auroc_std"] is None                                        # one seed: no spread
     assert "files" not in results
-    assert "autoencoder difference (mean |I - D(E(I))|)" in compare.format_table(results)
+    assert r"autoencoder difference (mean \|I - D(E(I))\|)" in compare.format_table(results)   # pipes escaped
 
 
 def test_noisy_setting_has_one_group_per_level(tmp_path, tiny_data):
@@ -110,7 +110,14 @@ def test_cli_helpers(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     compare.add_compare_arguments(parser)
     args = parser.parse_args(["--setting", "mnist-near", "--seeds", "0", "--out", str(tmp_path),
-                              "--detectors", "mean-intensity", "--quiet"])
+                              "--preset", "quick", "--detectors", "mean-intensity", "--no-progress"])
     assert compare.main_compare(args) == 0
     out = capsys.readouterr().out
     assert "| mean intensity |" in out and (tmp_path / "results.md").is_file()
+
+
+def test_preset_none_follows_ood_preset(monkeypatch):
+    monkeypatch.setenv("OOD_PRESET", "quick")
+    results = compare.run_comparison("mnist-near", preset=None, detectors=["mean-intensity"], progress=False)
+    assert results["preset"] == "quick" and "--preset quick" in results["command"]
+    assert "--out" not in results["command"]
