@@ -25,7 +25,7 @@ test-unit: setup
 	$(PY) -m pytest tests --ignore=tests/browser
 
 test-notebooks: setup
-	OOD_PRESET=quick $(PY) -m pytest --nbval-lax --sanitize-with notebooks/nbval_sanitize.cfg notebooks/ -p no:cacheprovider
+	OOD_PRESET=quick $(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/ -p no:cacheprovider
 
 test-browser: setup
 	$(PY) -m pytest tests/browser -m browser -p no:cacheprovider

@@ -18,8 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ood_helpers", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p, settings=tuple(sorted(SETTINGS))):
-        p.add_argument("--setting", required=True, choices=settings,
+    def common(p):
+        p.add_argument("--setting", required=True, choices=sorted(SETTINGS),
                        help="in/out pair, e.g. mnist-cifar10 or cifar10-mnist")
         p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                        help="quick (CI), classroom (laptop CPU) or paper (GPU); default: $OOD_PRESET, else auto")
@@ -30,9 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     common(reproduce)
     reproduce.add_argument("--seed", type=int, default=0)
 
-    compare = sub.add_parser("compare", help="every detector side by side, several seeds")
-    common(compare, settings=None)  # compare also knows '<setting>+noise'
-    compare.add_argument("--seeds", type=int, nargs="+", default=[0])
+    from .compare import add_compare_arguments
+
+    add_compare_arguments(sub.add_parser("compare", help="every detector side by side, several seeds"))
 
     robust = sub.add_parser("robustness", help="AUROC and false alarms under noise, with and without augmentation")
     common(robust)
@@ -50,10 +50,9 @@ def main(argv=None) -> int:
             results = reproduce(args.setting, args.preset, args.seed, args.out, progress)
             print(results_table(results))
         elif args.command == "compare":
-            from .compare import format_table, run_comparison
+            from .compare import main_compare
 
-            results = run_comparison(args.setting, args.preset, tuple(args.seeds), args.out, progress=progress)
-            print(format_table(results))
+            return main_compare(args)
         else:
             from .experiments import robustness, robustness_table
 

@@ -190,13 +190,17 @@ class OODDetector:
         return self._combine(self._forward(as_image_batch(images, self.in_channels), batch_size))
 
     def score_components(self, images, batch_size: int = 256) -> dict:
-        """The raw pieces behind :meth:`score`, each numpy (N,): classifier logit, latent
-        Mahalanobis distance, mean L1 difference and mean squared difference."""
+        """Every score from one pass through the networks, each numpy (N,), higher = more OOD:
+        ``score`` (what :meth:`score` returns), ``classifier`` (the logit), ``latent`` (Mahalanobis
+        distance of z), ``difference_l1`` / ``difference_l2`` (mean absolute / squared difference
+        image); plus ``z``, the latent tensor (N, latent_dim)."""
         self._check_fitted("score_components")
         parts = self._forward(as_image_batch(images, self.in_channels), batch_size)
-        return {"classifier": parts["classifier"].double().numpy(), "latent": parts["latent"].double().numpy(),
+        return {"score": self._combine(parts),
+                "classifier": parts["classifier"].double().numpy(), "latent": parts["latent"].double().numpy(),
                 "difference_l1": parts["difference"].mean(dim=(1, 2, 3)).double().numpy(),
-                "difference_l2": parts["difference"].pow(2).mean(dim=(1, 2, 3)).double().numpy()}
+                "difference_l2": parts["difference"].pow(2).mean(dim=(1, 2, 3)).double().numpy(),
+                "z": parts["z"]}
 
     def explain(self, images, batch_size: int = 256) -> dict:
         """Everything behind the score, for pictures: ``reconstruction`` and ``difference``

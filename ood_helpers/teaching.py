@@ -1,9 +1,10 @@
 """Helpers used only by the teaching notebooks (``notebooks/0*.ipynb``).
 
-They keep notebook cells to a few lines: one forward pass that returns every score, a labelled
-image gallery, the deliberately *cheating* classifier of notebook 04, a 2-D view of the latent
-space, AUROC-against-noise curves and small Markdown tables. Nothing in the detector depends on
-this module.
+They keep notebook cells to a few lines: a seeded random sample (the CIFAR-10 copy is stored class
+by class), one forward pass that returns every score, an image-complexity measure and a rank
+correlation (notebook 03), labelled image galleries, the deliberately *cheating* classifier of
+notebook 04, a 2-D view of the latent space (05), score-against-noise curves (06), small Markdown
+tables and the committed comparison tables (07). Nothing in the detector depends on this module.
 """
 from __future__ import annotations
 
@@ -48,14 +49,9 @@ def detector_scores(detector: OODDetector, images, batch_size: int = 256) -> dic
     ``difference_l1`` / ``difference_l2`` (mean absolute / squared difference image, as in
     ``score_components``), and the tensor ``z`` (N, latent_dim). Higher = more out-of-distribution.
     """
-    detector._check_fitted("detector_scores")
-    parts = detector._forward(as_image_batch(images, detector.in_channels), batch_size)
-    return {"ours": detector._combine(parts),
-            "classifier": parts["classifier"].double().numpy(),
-            "latent": parts["latent"].double().numpy(),
-            "difference_l1": parts["difference"].mean(dim=(1, 2, 3)).double().numpy(),
-            "difference_l2": parts["difference"].pow(2).mean(dim=(1, 2, 3)).double().numpy(),
-            "z": parts["z"]}
+    components = detector.score_components(images, batch_size)
+    components["ours"] = components.pop("score")
+    return components
 
 
 def image_complexity(images) -> np.ndarray:
@@ -243,7 +239,8 @@ def train_cheating_classifier(detector: OODDetector, in_images, ood_images, epoc
     detector's frozen autoencoder) with ``in_images`` as class 0 and *real* out-of-distribution
     images ``ood_images`` as class 1, instead of synthetic outliers. Each step pairs
     ``batch_size`` in images with as many OOD images drawn at random. Same optimiser and
-    schedule as the real classifier; ``epochs`` defaults to the preset's classifier epochs.
+    schedule as the real classifier, no noise augmentation; ``epochs`` defaults to the preset's
+    classifier epochs.
     """
     in_images = as_image_batch(in_images, detector.in_channels, "in_images")
     ood_images = as_image_batch(ood_images, detector.in_channels, "ood_images")
@@ -268,5 +265,6 @@ def train_cheating_classifier(detector: OODDetector, in_images, ood_images, epoc
     return CheatingClassifier(detector, classifier, history)
 
 
-__all__ = ["sample", "detector_scores", "image_complexity", "rank_correlation", "show_gallery", "plot_error_vs_complexity", "plot_latent_projection", "plot_noise_curves", "markdown_table",
+__all__ = ["sample", "detector_scores", "image_complexity", "rank_correlation", "show_gallery",
+           "plot_error_vs_complexity", "plot_latent_projection", "plot_noise_curves", "markdown_table",
            "find_results", "committed_results", "CheatingClassifier", "train_cheating_classifier"]

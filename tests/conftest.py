@@ -51,3 +51,15 @@ def data_root() -> Path:
         if (candidate / "MNIST" / "raw").is_dir():
             return candidate
     pytest.skip("no MNIST / CIFAR-10 reachable: set OOD_DATA_DIR to the data folder to run data tests")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_artifacts(tmp_path_factory):
+    """Detectors cached by tests go to a temporary folder, never into the repository's artifacts."""
+    previous = os.environ.get("OOD_ARTIFACTS")
+    os.environ["OOD_ARTIFACTS"] = str(tmp_path_factory.mktemp("artifacts"))
+    yield
+    if previous is None:
+        os.environ.pop("OOD_ARTIFACTS", None)
+    else:
+        os.environ["OOD_ARTIFACTS"] = previous

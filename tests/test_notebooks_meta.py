@@ -1,0 +1,150 @@
+"""The teaching notebooks keep their shape: the series is complete, every notebook prints its preset,
+ends with a check cell, keeps cells short, carries outputs and stays small."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+SERIES = ["01_data_and_the_ood_question", "02_resnet_autoencoder", "03_difference_images",
+          "04_binary_classifier", "05_latent_auxiliary_input", "06_noise_augmentation",
+          "07_roc_curves_and_results"]
+CHECK_HEADER = "# Check: the claims this notebook makes"
+MAX_BYTES = 2 * 1024 * 1024
+MAX_CODE_LINES = 25
+
+
+def _load(name):
+    return json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+
+
+def _code_cells(notebook):
+    return [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+
+
+def _source(cell):
+    return "".join(cell["source"])
+
+
+def test_the_series_is_complete_and_nothing_else_is_there():
+    assert sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb")) == SERIES
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_notebook_starts_with_a_title_and_prints_its_preset(name):
+    notebook = _load(name)
+    assert notebook["cells"][0]["cell_type"] == "markdown"
+    assert _source(notebook["cells"][0]).startswith(f"# {name[:2]} · ")
+    assert "get_preset()" in _source(_code_cells(notebook)[0]) and "print(" in _source(_code_cells(notebook)[0])
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_notebook_ends_with_a_check_cell_that_asserts(name):
+    last = _load(name)["cells"][-1]
+    assert last["cell_type"] == "code"
+    source = _source(last)
+    assert source.splitlines()[0] == CHECK_HEADER
+    assert source.count("assert ") >= 3
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_code_cells_are_short(name):
+    long_cells = [_source(cell).splitlines()[0] for cell in _code_cells(_load(name))
+                  if len(_source(cell).splitlines()) > MAX_CODE_LINES]
+    assert not long_cells, f"cells longer than {MAX_CODE_LINES} lines: move the logic into ood_helpers"
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_compared_outputs_are_marked_explicitly_and_sparingly(name):
+    marked = [cell for cell in _code_cells(_load(name)) if _source(cell).startswith("# NBVAL_CHECK_OUTPUT")]
+    assert len(marked) <= 3
+    for cell in marked:  # an output compared under every preset must not depend on it
+        assert "preset" not in _source(cell).replace('get_preset("paper")', "")
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_markdown_holds_no_hand_typed_measurements(name):
+    """Measured numbers are printed by code; markdown may quote the paper's reported AUROCs only."""
+    reported = {"0.9718", "0.5908", "0.5624", "0.5873", "0.6141", "0.9554", "0.9643", "0.5450", "0.5725"}
+    for cell in _load(name)["cells"]:
+        if cell["cell_type"] == "markdown":
+            found = set(re.findall(r"\b0\.\d{3,4}\b", _source(cell))) - reported
+            assert not found, f"numbers typed into markdown: {found}"
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_notebook_is_committed_executed_and_small(name):
+    path = NOTEBOOKS / f"{name}.ipynb"
+    assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size / 1e6:.1f} MB"
+    cells = _code_cells(_load(name))
+    assert all(cell.get("execution_count") for cell in cells), \
+        f"{path.name} has unexecuted cells: run `make notebooks` before committing"
+    preset_line = "".join("".join(out.get("text", "")) for out in cells[0].get("outputs", []))
+    assert preset_line.startswith("preset: ") and not preset_line.startswith("preset: quick"), \
+        f"{path.name}: commit the outputs of a classroom (or paper) run, not of {preset_line.split('(')[0]!r}"
+    assert "all checks passed" in "".join("".join(out.get("text", "")) for out in cells[-1].get("outputs", []))
+    errors = [out for cell in cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert not errors, f"{path.name} was committed with an error output"
+
+
+# -- the helpers the notebooks call (ood_helpers.teaching) -------------------------------------------
+def test_sample_draws_distinct_images_reproducibly():
+    import torch
+
+    from ood_helpers import teaching
+    from ood_helpers.validation import InputError
+
+    images = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1).expand(10, 1, 32, 32) / 10
+    first, again = teaching.sample(images, 4, seed=1), teaching.sample(images, 4, seed=1)
+    assert torch.equal(first, again) and len({float(x[0, 0, 0]) for x in first}) == 4
+    with pytest.raises(InputError, match="n: expected"):
+        teaching.sample(images, 11)
+
+
+def test_complexity_and_rank_correlation():
+    import numpy as np
+    import torch
+
+    from ood_helpers import teaching
+
+    flat, stripes = torch.full((1, 1, 32, 32), 0.5), torch.zeros(1, 1, 32, 32)
+    stripes[..., ::2] = 1.0
+    assert teaching.image_complexity(torch.cat([flat, stripes])).tolist() == pytest.approx([0.0, 0.5])
+    assert teaching.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert teaching.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert abs(teaching.rank_correlation(np.arange(50), np.random.default_rng(0).permutation(50))) < 0.5
+
+
+def test_markdown_table_and_missing_results(tmp_path):
+    from ood_helpers import teaching
+
+    table = teaching.markdown_table(["a", "b"], [["x", 0.123456], ["y", None]]).data
+    assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x | 0.1235 |", "| y | - |"]
+    assert teaching.committed_results("mnist-cifar10", roots=(str(tmp_path),)) is None
+    (tmp_path / "mnist-cifar10").mkdir()
+    (tmp_path / "mnist-cifar10" / "results.md").write_text("# Title\n\n```bash\n# comment\n```\n![roc](roc.png)\n| t |\n")
+    shown = teaching.committed_results("mnist-cifar10", roots=(str(tmp_path),)).data
+    assert shown.splitlines() == ["## Title", "", "```bash", "# comment", "```", "| t |"]
+
+
+def test_detector_scores_match_the_detector(fitted_detector, gray_images):
+    import numpy as np
+
+    from ood_helpers import teaching
+
+    scores = teaching.detector_scores(fitted_detector, gray_images[:8])
+    components = fitted_detector.score_components(gray_images[:8])
+    assert np.allclose(scores["ours"], fitted_detector.score(gray_images[:8]))
+    for key in ("classifier", "latent", "difference_l1", "difference_l2"):
+        assert np.allclose(scores[key], components[key])
+    assert scores["z"].shape == (8, fitted_detector.preset.latent_dim)
+
+
+def test_cheating_classifier_trains_and_scores(fitted_detector, gray_images):
+    from ood_helpers import teaching
+
+    cheat = teaching.train_cheating_classifier(fitted_detector, gray_images[:32], 1 - gray_images[:32], epochs=1,
+                                               progress=False)
+    scores = cheat.score(gray_images[:5])
+    assert scores.shape == (5,) and len(cheat.history_) == 1 and "do not do this" in repr(cheat)
