@@ -9,8 +9,10 @@ Three layers, so the logic can be tested without a browser and the picture witho
 - :func:`noise_explorer`: the ipywidgets front end (family dropdown, severity slider, image
   slider, score text, figure), which calls the two functions above on every change.
 
+    from ood_helpers import teaching
     from ood_helpers.widgets import noise_explorer
-    noise_explorer(detector, data.in_test[:16], detector.score(data.in_test), detector.score(data.out_test))
+    images = teaching.sample(data.in_test, 16)   # a random draw: the CIFAR-10 copy is stored class by class
+    noise_explorer(detector, images, detector.score(data.in_test), detector.score(data.out_test))
 """
 from __future__ import annotations
 
