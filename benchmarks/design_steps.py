@@ -28,7 +28,7 @@ def run(setting: str, preset, seed: int) -> dict:
     data = load_setting(setting, train_limit=preset.train_limit, seed=seed)
     rows = {}
     reference = MeanIntensityDetector(data.channels).fit(data.in_train)
-    rows["mean intensity |mean - train mean| (reference)"] = auroc(reference.score(data.in_test), reference.score(data.out_test))
+    rows["mean intensity, distance of the mean pixel from the training mean (reference)"] = auroc(reference.score(data.in_test), reference.score(data.out_test))
     classic = OODDetector(data.channels, preset, seed, outlier_families=CLASSIC_FAMILIES, progress=False).fit(data.in_train)
     full = OODDetector(data.channels, preset, seed, progress=False).fit(data.in_train)
     for name, det in (("classic", classic), ("all", full)):
