@@ -55,7 +55,7 @@ def _not_found(name: str, root: Path, searched: list[Path]) -> DatasetNotFoundEr
     return DatasetNotFoundError(
         f"{PRETTY[name]} was not found under the data folder '{root}'. Searched:\n  {where}\n"
         f"Fix: set the environment variable OOD_DATA_DIR to the folder that holds it "
-        f"(for the offline copy: OOD_DATA_DIR=../shared/data), or pass download=True "
+        f"(the folder with MNIST/raw and cifar10-jpg or cifar-10-batches-py), or pass download=True "
         f"(needs internet; torchvision then downloads into '{root}').")
 
 
