@@ -13,9 +13,9 @@ one raises ``ImportError`` with :data:`PYOD_MISSING`.
 from __future__ import annotations
 
 from ..validation import check_choice
-from .base import BaseDetector
+from .base import BaseDetector, BudgetedDetector, check_in_channels, preset_name
 from .classical import IsolationForestDetector, MeanIntensityDetector, PCAReconstructionDetector
-from .deep import DeepBaseline, check_in_channels, preset_name
+from .deep import DeepBaseline
 from .dsebm import DSEBMDetector
 from .peers import (PYOD_MISSING, PyODAutoEncoderDetector, PyODDeepSVDDDetector, PyODVAEDetector, pyod_available,
                     require_pyod)

@@ -5,8 +5,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 
-from .base import BaseDetector
-from .deep import check_in_channels, resolve_budget, subsample
+from .base import BaseDetector, BudgetedDetector, subsample
 
 
 class MeanIntensityDetector(BaseDetector):
@@ -28,7 +27,7 @@ def _flat(images) -> np.ndarray:
     return images.flatten(1).numpy().astype(np.float32)
 
 
-class IsolationForestDetector(BaseDetector):
+class IsolationForestDetector(BudgetedDetector):
     """scikit-learn's IsolationForest on raw pixels (seeded); score = minus its ``score_samples``,
     so images isolated in few random splits score high."""
 
@@ -38,11 +37,6 @@ class IsolationForestDetector(BaseDetector):
         "classroom": dict(n_estimators=200, max_samples=256, train_limit=None),
         "paper": dict(n_estimators=500, max_samples=512, train_limit=None),
     }
-
-    def __init__(self, in_channels: int, preset="quick", seed: int = 0, progress: bool = True, **overrides):
-        super().__init__(check_in_channels(in_channels), int(seed))
-        self.preset, self.budget = resolve_budget(type(self), preset, overrides)
-        self.progress = progress
 
     def _fit(self, images):
         images = subsample(images, self.budget["train_limit"], self.seed)
@@ -54,7 +48,7 @@ class IsolationForestDetector(BaseDetector):
         return -self.model_.score_samples(_flat(images))
 
 
-class PCAReconstructionDetector(BaseDetector):
+class PCAReconstructionDetector(BudgetedDetector):
     """scikit-learn PCA on raw pixels; score = mean squared reconstruction error from the top
     ``n_components`` principal components (what a linear autoencoder would give)."""
 
@@ -64,11 +58,6 @@ class PCAReconstructionDetector(BaseDetector):
         "classroom": dict(n_components=64, train_limit=None),
         "paper": dict(n_components=128, train_limit=None),
     }
-
-    def __init__(self, in_channels: int, preset="quick", seed: int = 0, progress: bool = True, **overrides):
-        super().__init__(check_in_channels(in_channels), int(seed))
-        self.preset, self.budget = resolve_budget(type(self), preset, overrides)
-        self.progress = progress
 
     def _fit(self, images):
         images = subsample(images, self.budget["train_limit"], self.seed)

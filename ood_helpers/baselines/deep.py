@@ -14,44 +14,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..presets import PRESETS, Preset, default_preset_name
 from ..training import pick_device, seed_everything
-from ..validation import InputError, check_choice
-from .base import BaseDetector
+from ..validation import InputError
+from .base import BudgetedDetector, subsample
 
 
-def preset_name(preset) -> str:
-    """The preset's name: a :class:`Preset`, one of ``PRESETS``' names, or None for the default."""
-    if isinstance(preset, Preset):
-        return check_choice(preset.name, tuple(PRESETS), "preset.name")
-    return check_choice(preset or default_preset_name(), tuple(PRESETS), "preset")
-
-
-def check_in_channels(in_channels) -> int:
-    if in_channels not in (1, 3):
-        raise InputError(f"in_channels: expected 1 (grayscale) or 3 (RGB), got {in_channels!r}.")
-    return int(in_channels)
-
-
-def resolve_budget(cls, preset, overrides: dict) -> tuple[str, dict]:
-    """(preset name, ``cls.BUDGETS[name]`` with ``overrides`` replacing single entries)."""
-    name = preset_name(preset)
-    unknown = set(overrides) - set(cls.BUDGETS[name])
-    if unknown:
-        raise InputError(f"{cls.__name__}: unknown budget option(s) {sorted(unknown)}; "
-                         f"choose from {sorted(cls.BUDGETS[name])}.")
-    return name, {**cls.BUDGETS[name], **overrides}
-
-
-def subsample(images: torch.Tensor, limit: int | None, seed: int) -> torch.Tensor:
-    """At most ``limit`` images, drawn with ``seed`` (order preserved)."""
-    if limit is None or len(images) <= limit:
-        return images
-    keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-    return images[keep]
-
-
-class DeepBaseline(BaseDetector):
+class DeepBaseline(BudgetedDetector):
     """A torch model trained with Adam on in-distribution images; subclasses define the model,
     the per-batch training loss and the per-image score.
 
@@ -61,19 +29,13 @@ class DeepBaseline(BaseDetector):
     """
 
     name = "deep baseline"
-    BUDGETS: dict = {}
 
     def __init__(self, in_channels: int, preset="quick", seed: int = 0, progress: bool = True, device=None,
                  **overrides):
-        super().__init__(check_in_channels(in_channels), int(seed))
-        self.preset, self.budget = resolve_budget(type(self), preset, overrides)
-        self.progress, self.device = bool(progress), pick_device(device)
+        super().__init__(in_channels, preset, seed, progress, **overrides)
+        self.device = pick_device(device)
         self.history_: dict = {}
         self.model = None
-
-    def __repr__(self):
-        return (f"{type(self).__name__}(in_channels={self.in_channels}, preset={self.preset!r}, seed={self.seed}, "
-                f"fitted={self.fitted_})")
 
     # -- subclass hooks ---------------------------------------------------------------------------
     def _build(self) -> torch.nn.Module:

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ..training import seed_everything
-from .base import BaseDetector
-from .deep import check_in_channels, resolve_budget, subsample
+from .base import BudgetedDetector, subsample
 
 PYOD_MISSING = "PyOD is not installed: pip install .[peers]"
 
@@ -37,22 +36,15 @@ def require_pyod() -> None:
         raise ImportError(PYOD_MISSING) from err
 
 
-class PyODPeer(BaseDetector):
+class PyODPeer(BudgetedDetector):
     """Common wrapper: flatten (N, C, 32, 32) to (N, C*1024), fit the PyOD model, score with
     ``decision_function``. Constructor as the other baselines: ``(in_channels, preset, seed, progress)``."""
 
     name = "PyOD peer"
-    BUDGETS: dict = {}
 
     def __init__(self, in_channels: int, preset="quick", seed: int = 0, progress: bool = True, **overrides):
         require_pyod()
-        super().__init__(check_in_channels(in_channels), int(seed))
-        self.preset, self.budget = resolve_budget(type(self), preset, overrides)
-        self.progress = bool(progress)
-
-    def __repr__(self):
-        return (f"{type(self).__name__}(in_channels={self.in_channels}, preset={self.preset!r}, seed={self.seed}, "
-                f"fitted={self.fitted_})")
+        super().__init__(in_channels, preset, seed, progress, **overrides)
 
     def _make(self, n_features: int):
         raise NotImplementedError
