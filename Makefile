@@ -5,8 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PRESET ?= classroom
 SETTINGS := mnist-cifar10 cifar10-mnist
+# the paper's two settings, then harder ones: near-OOD class splits and noisy in-distribution test images
+COMPARE_SETTINGS := $(SETTINGS) mnist-near cifar10-near mnist-cifar10+noise cifar10-mnist+noise
 
-.PHONY: setup lab test test-unit test-notebooks test-browser reproduce compare robustness notebooks clean
+.PHONY: setup lab test test-unit test-notebooks test-browser reproduce compare robustness paper-gpu notebooks clean
 
 setup: $(STAMP)
 
@@ -34,10 +36,15 @@ reproduce: setup
 	for s in $(SETTINGS); do $(PY) -m ood_helpers reproduce --setting $$s --preset $(PRESET) --seed 0 --out runs/reproduce/$(PRESET)/$$s || exit 1; done
 
 compare: setup
-	for s in $(SETTINGS); do $(PY) -m ood_helpers compare --setting $$s --preset $(PRESET) --seeds 0 1 2 --out results/$$s || exit 1; done
+	for s in $(COMPARE_SETTINGS); do $(PY) -m ood_helpers compare --setting $$s --preset $(PRESET) --seeds 0 1 2 --out results/$$s || exit 1; done
 
 robustness: setup
 	for s in $(SETTINGS); do $(PY) -m ood_helpers robustness --setting $$s --preset $(PRESET) --seed 0 --out results/robustness/$$s || exit 1; done
+
+# the paper preset on a GPU for as many epochs as BUDGET seconds allow: seconds per epoch and AUROC
+BUDGET ?= 3600
+paper-gpu: setup
+	$(PY) benchmarks/paper_preset.py --setting mnist-cifar10 --budget-seconds $(BUDGET) --out runs/paper-preset
 
 # execute every notebook in place at the classroom preset, so the committed copies show real outputs
 notebooks: setup

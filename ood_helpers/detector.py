@@ -34,6 +34,20 @@ def _as_training_images(images, channels: int) -> torch.Tensor:
     return as_image_batch(images, channels, "train_images")
 
 
+def _timed(seconds: list, on_epoch_end=None):
+    """An epoch callback that appends each epoch's wall seconds to ``seconds`` (epochs resumed from
+    a saved state are not timed), then calls ``on_epoch_end``."""
+    last = [time.perf_counter()]
+
+    def callback(epoch, loss):
+        now = time.perf_counter()
+        seconds.append(now - last[0])
+        last[0] = now
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, loss)
+    return callback
+
+
 class OODDetector:
     """Autoencoder + difference-image classifier with the latent z as auxiliary input.
 
@@ -120,16 +134,19 @@ class OODDetector:
         state = Path(work_dir) if work_dir is not None and self.preset.checkpoint_every_epoch else None
 
         start = time.perf_counter()
+        epoch_seconds = {"autoencoder": [], "classifier": []}
         ae_loss = train_autoencoder(self.autoencoder, ae_part, self.preset, generator, self.device, noise,
-                                    state / "autoencoder_state.pt" if state else None, self.progress, on_epoch_end)
+                                    state / "autoencoder_state.pt" if state else None, self.progress,
+                                    _timed(epoch_seconds["autoencoder"], on_epoch_end))
         clf_loss = train_classifier(self.classifier, self.autoencoder, clf_part, self.preset, generator,
                                     self.device, noise, self.outlier_families,
-                                    state / "classifier_state.pt" if state else None, self.progress, on_epoch_end)
+                                    state / "classifier_state.pt" if state else None, self.progress,
+                                    _timed(epoch_seconds["classifier"], on_epoch_end))
         self._fit_latent_density(clf_part)
         self.fitted_ = True
         self._calibrate(val)
         self.history_ = {"autoencoder_l1": ae_loss, "classifier_ce": clf_loss,
-                         "train_seconds": time.perf_counter() - start,
+                         "train_seconds": time.perf_counter() - start, "epoch_seconds": epoch_seconds,
                          "n_images": {"autoencoder": len(ae_part), "classifier": len(clf_part), "validation": len(val)}}
         self.validation_ = self._validate(val, generator)
         return self

@@ -203,6 +203,18 @@ def committed_results(setting: str, roots=("../results", "results")):
     return Markdown("\n".join(lines))
 
 
+def committed_aurocs(setting: str, roots=("../results", "results")) -> dict | None:
+    """Mean AUROC per row group and detector key from the committed ``results/<setting>/results.json``:
+    ``{"clean": {"ours": 0.99, ...}, "gaussian noise 0.1": {...}}``; None when the file is missing."""
+    import json
+
+    path = find_results(setting, "results.json", roots)
+    if path is None:
+        return None
+    groups = json.loads(path.read_text())["groups"]
+    return {group["name"]: {row["key"]: row["auroc_mean"] for row in group["rows"]} for group in groups}
+
+
 # -- the cheating classifier (notebook 04) --------------------------------------------------------
 class CheatingClassifier:
     """A difference-image classifier trained with *real* OOD images as its "out" class.

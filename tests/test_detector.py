@@ -62,6 +62,10 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(gray_images, tmp
     assert (tmp_path / "b" / "autoencoder_state.pt").exists()
     resumed = OODDetector(1, preset, seed=0, progress=False).fit(gray_images, work_dir=tmp_path / "b")
     assert len(resumed.history_["autoencoder_l1"]) == 2
+    # every epoch is timed; a resumed run times only the epochs it ran itself
+    assert [len(s) for s in reference.history_["epoch_seconds"].values()] == [2, 2]
+    assert all(s > 0 for s in reference.history_["epoch_seconds"]["classifier"])
+    assert [len(s) for s in resumed.history_["epoch_seconds"].values()] == [1, 2]
     np.testing.assert_allclose(resumed.score(gray_images[:8]), reference.score(gray_images[:8]), rtol=1e-5, atol=1e-5)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SERIES = ["01_data_and_the_ood_question", "02_resnet_autoencoder", "03_difference_images",
           "04_binary_classifier", "05_latent_auxiliary_input", "06_noise_augmentation",
@@ -148,3 +149,29 @@ def test_cheating_classifier_trains_and_scores(fitted_detector, gray_images):
                                                progress=False)
     scores = cheat.score(gray_images[:5])
     assert scores.shape == (5,) and len(cheat.history_) == 1 and "do not do this" in repr(cheat)
+
+
+def test_committed_aurocs_reads_every_group(tmp_path):
+    from ood_helpers import teaching
+
+    assert teaching.committed_aurocs("cifar10-near", roots=(str(tmp_path),)) is None
+    (tmp_path / "cifar10-near").mkdir()
+    groups = [{"name": "clean", "rows": [{"key": "ours", "auroc_mean": 0.9}, {"key": "vae", "auroc_mean": 0.4}]},
+              {"name": "gaussian noise 0.1", "rows": [{"key": "ours", "auroc_mean": 0.8}]}]
+    (tmp_path / "cifar10-near" / "results.json").write_text(json.dumps({"groups": groups}))
+    assert teaching.committed_aurocs("cifar10-near", roots=(str(tmp_path),)) == {
+        "clean": {"ours": 0.9, "vae": 0.4}, "gaussian noise 0.1": {"ours": 0.8}}
+
+
+def test_every_compare_setting_has_committed_results():
+    """`make compare` covers every setting of the command, and each has a committed classroom run."""
+    from ood_helpers.compare import COMPARE_SETTINGS
+
+    makefile = (ROOT / "Makefile").read_text()
+    listed = re.search(r"^COMPARE_SETTINGS := \$\(SETTINGS\) (.+)$", makefile, re.M).group(1).split()
+    paper = re.search(r"^SETTINGS := (.+)$", makefile, re.M).group(1).split()
+    assert sorted(paper + listed) == sorted(COMPARE_SETTINGS)
+    for setting in COMPARE_SETTINGS:
+        results = json.loads((ROOT / "results" / setting / "results.json").read_text())
+        assert results["preset"] == "classroom" and results["seeds"] == [0, 1, 2], setting
+        assert (ROOT / "results" / setting / "roc.png").is_file(), setting

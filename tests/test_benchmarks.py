@@ -1,0 +1,30 @@
+"""The benchmark scripts, shrunk to seconds: they run end to end and report what they measured."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_paper_preset_benchmark_fits_its_budget_and_reports_each_run(data_root, tmp_path):
+    out = tmp_path / "paper"
+    command = [sys.executable, str(ROOT / "benchmarks" / "paper_preset.py"), "--setting", "mnist-cifar10",
+               "--budget-seconds", "12", "--train-limit", "200", "--width", "4", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OOD_DATA_DIR": str(data_root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    probe = results["runs"][0]
+    assert (probe["ae_epochs"], probe["clf_epochs"]) == (1, 1)
+    assert results["preset"]["lr"] == 1e-4 and results["preset"]["batch_size"] == 32  # the paper's settings
+    assert results["shrunk"] == "train_limit = 200, width = 4"
+    for run in results["runs"]:
+        assert len(run["epoch_seconds"]["autoencoder"]) == run["ae_epochs"]
+        assert 0.0 <= run["auroc"] <= 1.0
+    if len(results["runs"]) == 2:
+        main = results["runs"][1]
+        assert 2 <= main["ae_epochs"] <= 100
+    table = (out / "results.md").read_text()
+    assert "Smoke test, not the paper preset" in table and "| probe | 1 + 1 |" in table
