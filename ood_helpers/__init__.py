@@ -2,15 +2,22 @@
 
     from ood_helpers import OODDetector, load_setting
     data = load_setting("mnist-cifar10", train_limit=4000)
-    det = OODDetector(in_channels=data.channels, preset="quick", seed=0).fit(data.in_train)
-    scores_in, scores_out = det.score(data.in_test), det.score(data.out_test)
+    detector = OODDetector(preset="quick", seed=0).fit(data.in_train)
+    scores_in = detector.decision_function(data.in_test)     # numpy (N,), higher = more out-of-distribution
+    flagged = detector.predict(data.out_test)                # 0 = in, 1 = out, at detector.threshold_
+
+Every detector (ours, the autoencoder difference, every baseline) follows the interface of
+:class:`ood_helpers.api.BaseDetector`.
 """
+from .api import BaseDetector, NotFittedError
 from .checkpoints import CheckpointError
 from .data import DatasetNotFoundError, OODData, load_setting
-from .detector import NotFittedError, OODDetector
+from .detector import AutoencoderDifferenceDetector, OODDetector, ScoreCalibration
 from .presets import PRESETS, get_preset
+from .training import TrainingDivergedError
 from .validation import InputError
 
-__all__ = ["OODDetector", "OODData", "load_setting", "PRESETS", "get_preset", "InputError", "CheckpointError",
-           "DatasetNotFoundError", "NotFittedError"]
-__version__ = "0.1.0"
+__all__ = ["BaseDetector", "OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "OODData",
+           "load_setting", "PRESETS", "get_preset", "InputError", "CheckpointError", "DatasetNotFoundError",
+           "NotFittedError", "TrainingDivergedError"]
+__version__ = "0.2.0"

@@ -1,37 +1,463 @@
-"""``OODDetector``: the paper's detector behind a scikit-learn style fit / score interface."""
+r"""The paper's detector (:class:`OODDetector`) and its first ingredient alone
+(:class:`AutoencoderDifferenceDetector`), both on the one interface of :mod:`ood_helpers.api`.
+
+The paper: an autoencoder E, D is trained on in-distribution images with the L1 loss
+(equation 1); the difference image :math:`|I - D(E(I))|` goes into a binary classifier (equation 2)
+that also receives the latent :math:`z = E(I)` after an intermediate stage; noise augmentation
+makes it robust to noisy inputs. The paper does not say where the classifier's "out" examples
+come from; here they are synthetic, made from in-distribution training images
+(:mod:`ood_helpers.outliers`), so no real outlier is ever seen.
+"""
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import metrics
+from .api import DEFAULT_BATCH_SIZE, BaseDetector, NotFittedError
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .models import AutoEncoder, DifferenceClassifier
 from .noise import NoiseAugment
 from .outliers import apply_family, families_for
 from .presets import Preset, get_preset
-from .training import difference_image, pick_device, seed_everything, train_autoencoder, train_classifier
-from .validation import InputError, as_image_batch
+from .training import difference_image, fingerprint, pick_device, state_file, train_autoencoder, train_classifier
+from .validation import InputError, check_batch_size, iter_image_batches
 
 DETECTOR_FORMAT = "ood_helpers.detector"
-MIN_TRAIN_IMAGES = 20
+DETECTOR_VERSION = 2
+AE_DIFFERENCE_FORMAT = "ood_helpers.autoencoder_difference"
+
+__all__ = ["OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "NotFittedError"]
 
 
-class NotFittedError(RuntimeError):
-    """A detector was asked to score before ``fit`` (or ``load``)."""
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """How the two parts of the score are put on one scale: mean and standard deviation of the
+    classifier logit and of the latent Mahalanobis distance on held-out in-distribution images."""
+
+    classifier_mean: float = 0.0
+    classifier_std: float = 1.0
+    latent_mean: float = 0.0
+    latent_std: float = 1.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
-def _as_training_images(images, channels: int) -> torch.Tensor:
-    if isinstance(images, torch.utils.data.Dataset) and not isinstance(images, torch.Tensor):
-        if len(images) == 0:
-            raise InputError("train_images: the dataset is empty; pass at least one image.")
-        items = [images[i] for i in range(len(images))]
-        items = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
-        images = torch.stack([torch.as_tensor(item) for item in items])
-    return as_image_batch(images, channels, "train_images")
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}: expected True or False, got {value!r}.")
+    return bool(value)
+
+
+def _preset_from_dict(fields: dict, path) -> Preset:
+    known = set(Preset.__dataclass_fields__)
+    extra, missing = sorted(set(fields) - known), sorted(known - set(fields))
+    if extra or missing:
+        raise CheckpointError(f"'{path}': its preset has fields {extra or ''} unknown to this ood_helpers"
+                              f"{' and lacks ' + str(missing) if missing else ''}; it was written by another "
+                              f"version of ood_helpers. Fix: retrain, or use the ood_helpers that wrote it.")
+    fields = dict(fields, betas=tuple(fields["betas"]), milestones=tuple(fields["milestones"]))
+    return Preset(**fields)
+
+
+def _require(payload: dict, keys, path):
+    missing = [key for key in keys if key not in payload]
+    if missing:
+        raise CheckpointError(f"'{path}' lacks {', '.join(map(repr, missing))}: it is not a complete detector "
+                              f"file. Fix: delete it and retrain.")
+
+
+class OODDetector(BaseDetector):
+    r"""Autoencoder + difference-image classifier with the latent z as auxiliary input (the paper),
+    plus our latent-distance term.
+
+    Parameters
+    ----------
+    in_channels : {1, 3} or None
+        Channels of the images (1 MNIST-like, 3 CIFAR-like); None takes them from the training
+        images. Images are (N, in_channels, 32, 32), float in [0, 1] or uint8 0-255.
+    preset : {"quick", "classroom", "paper"}, Preset or None
+        Network sizes and training schedule (:mod:`ood_helpers.presets`); None = ``$OOD_PRESET``,
+        else ``paper`` with a CUDA GPU, else ``classroom``.
+    seed : int >= 0
+        Seeds weights, data order, outliers and noise: same seed + preset + machine = same scores.
+    latent_input : bool
+        Feed z into the classifier and add the latent distance to the score (False = the
+        paper's ablation "w/o auxiliary input").
+    noise_augment : bool
+        Noise-addition augmentation on the autoencoder's inputs and on both classifier classes
+        (False = the paper's ablation "w/o noise augmentation").
+    inject_stage : {1, 2, 3, 4}
+        The classifier stage after which z is added.
+    outlier_families : sequence of str or None
+        Names from :data:`ood_helpers.outliers.OUTLIER_FAMILIES` used as the classifier's "out"
+        class (None = every family that applies to the channels).
+    threshold_quantile : float in (0, 1]
+        ``threshold_`` keeps this share of held-out in-distribution images "in" (default 0.95).
+    held_out_fraction : float in (0, 0.5)
+        Share of the training images held out to standardise the score, set ``threshold_`` and
+        validate against each synthetic outlier family.
+    device : str, torch.device or None
+        None = CUDA, else Apple MPS, else CPU.
+    progress : bool
+        tqdm progress bars while training.
+
+    Attributes
+    ----------
+    autoencoder_ : ood_helpers.models.AutoEncoder
+    classifier_ : ood_helpers.models.DifferenceClassifier
+    latent_mean_ : torch.Tensor (latent_dim,)
+    latent_precision_ : torch.Tensor (latent_dim, latent_dim)
+        Ledoit-Wolf estimate of the inverse covariance of z on the classifier's training images.
+    calibration_ : ScoreCalibration
+    threshold_ : float
+    preset_ : Preset
+    outlier_families_ : tuple of str
+    history_ : dict
+        Losses per epoch, seconds per epoch, image counts, train seconds.
+    validation_ : dict
+        Held-out AUROC against each synthetic outlier family.
+    held_out_scores_ : dict of numpy arrays
+        ``score``, ``classifier``, ``latent`` and ``difference_l1`` on the held-out images.
+    run_identity_ : dict
+        Everything that defines the run, with fingerprints of the training and held-out images.
+
+    Notes
+    -----
+    The score of an image :math:`x` with :math:`z = E(x)` is
+
+    .. math::
+
+        s(x) = \frac{c(|x - D(z)|, z) - \mu_c}{\sigma_c}
+               + \underbrace{\frac{(z - \mu_z)^\top \Sigma_z^{-1} (z - \mu_z) - \mu_m}{\sigma_m}}_{\text{ours, only with latent\_input}}
+
+    where :math:`c` is the classifier's logit (the paper's Figure 2), :math:`\mu_z, \Sigma_z` the
+    mean and Ledoit-Wolf covariance of training latents (our addition), and
+    :math:`\mu_c, \sigma_c, \mu_m, \sigma_m` the :class:`ScoreCalibration`. Higher = more
+    out-of-distribution.
+    """
+
+    name = "ours"
+
+    def __init__(self, in_channels=None, preset="quick", seed=0, latent_input=True, noise_augment=True,
+                 inject_stage=2, outlier_families=None, threshold_quantile=0.95, held_out_fraction=0.1,
+                 device=None, progress=True):
+        self.in_channels = in_channels
+        self.preset = preset
+        self.seed = seed
+        self.latent_input = latent_input
+        self.noise_augment = noise_augment
+        self.inject_stage = inject_stage
+        self.outlier_families = outlier_families
+        self.threshold_quantile = threshold_quantile
+        self.held_out_fraction = held_out_fraction
+        self.device = device
+        self.progress = progress
+
+    # -- validation -------------------------------------------------------------------------------
+    def _check_params(self):
+        super()._check_params()
+        get_preset(self.preset)
+        _check_bool(self.latent_input, "latent_input")
+        _check_bool(self.noise_augment, "noise_augment")
+        if isinstance(self.inject_stage, bool) or self.inject_stage not in (1, 2, 3, 4):
+            raise InputError(f"inject_stage: expected 1, 2, 3 or 4, got {self.inject_stage!r}.")
+        pick_device(self.device)
+
+    def _families(self, channels: int) -> tuple:
+        available = families_for(channels)
+        if self.outlier_families is None:
+            return available
+        chosen = (self.outlier_families,) if isinstance(self.outlier_families, str) else tuple(self.outlier_families)
+        unknown = [family for family in chosen if family not in available]
+        if unknown or not chosen:
+            raise InputError(f"outlier_families: expected a non-empty selection of {available} for {channels} "
+                             f"channel(s), got {self.outlier_families!r}.")
+        return chosen
+
+    def run_config(self) -> dict:
+        """The parameters that shape the result (everything but ``device`` and ``progress``)."""
+        params = self.get_params()
+        params.pop("device"), params.pop("progress")
+        params["preset"] = get_preset(self.preset).as_dict()
+        if params["outlier_families"] is not None:
+            params["outlier_families"] = list(self._families(params["in_channels"] or 3))
+        return params
+
+    # -- training ---------------------------------------------------------------------------------
+    def fit(self, images, y=None, work_dir=None, on_epoch_end=None) -> "OODDetector":
+        """Train on in-distribution images only (see :meth:`ood_helpers.api.BaseDetector.fit`).
+
+        The images are split three ways (seeded): ``held_out_fraction`` is held out; of the
+        rest, half trains the autoencoder and half the classifier and the latent density
+        (disjoint, so the classifier never sees images the autoencoder memorised).
+
+        Parameters
+        ----------
+        images : (N, C, 32, 32) in-distribution training images, N >= 20.
+        y : None
+        work_dir : path or None
+            Keep the training state there after every epoch and resume from it after a restart
+            (presets with ``checkpoint_every_epoch``). State files are named by the run's
+            identity, so a run with another seed, preset, switch or training set never reuses them.
+        on_epoch_end : callable or None
+            ``on_epoch_end(epoch, mean_loss)`` after every epoch of either network.
+
+        Returns
+        -------
+        self
+        """
+        return super().fit(images, y, work_dir=work_dir, on_epoch_end=on_epoch_end)
+
+    def _fit(self, train, held_out, generator, work_dir=None, on_epoch_end=None):
+        preset = self.preset_ = get_preset(self.preset)
+        self.device_ = pick_device(self.device)
+        self.outlier_families_ = self._families(self.in_channels_)
+        if preset.train_limit is not None and len(train) > preset.train_limit:
+            keep = torch.randperm(len(train), generator=generator)[: preset.train_limit].sort().values
+            train = train[keep]
+        order = torch.randperm(len(train), generator=generator)
+        ae_part, clf_part = train[order[: len(train) // 2]], train[order[len(train) // 2:]]
+        self.run_identity_ = {"config": self.run_config(), "in_channels": self.in_channels_,
+                              "train_images": fingerprint(train), "held_out_images": fingerprint(held_out),
+                              "n_train": len(train), "ood_helpers": _package_version()}
+        self.autoencoder_ = AutoEncoder(self.in_channels_, preset.width, preset.latent_dim, preset.stem).to(self.device_)
+        self.classifier_ = DifferenceClassifier(self.in_channels_, preset.width, preset.latent_dim, preset.stem,
+                                                bool(self.latent_input), self.inject_stage).to(self.device_)
+        noise = NoiseAugment(preset.noise_max_severity) if self.noise_augment else None
+        state = Path(work_dir) if work_dir is not None and preset.checkpoint_every_epoch else None
+
+        start = time.perf_counter()
+        epoch_seconds = {"autoencoder": [], "classifier": []}
+        ae_loss = train_autoencoder(
+            self.autoencoder_, ae_part, preset, generator, self.device_, noise,
+            state_file(state, "autoencoder", self.run_identity_) if state else None, self.progress,
+            _timed(epoch_seconds["autoencoder"], on_epoch_end), identity=self.run_identity_)
+        clf_loss = train_classifier(
+            self.classifier_, self.autoencoder_, clf_part, preset, generator, self.device_, noise,
+            self.outlier_families_, state_file(state, "classifier", self.run_identity_) if state else None,
+            self.progress, _timed(epoch_seconds["classifier"], on_epoch_end), identity=self.run_identity_)
+        self._fit_latent_density(clf_part)
+        self.calibration_ = ScoreCalibration()
+        held = self.score_components(held_out, _fitted_check=False)
+        self.calibration_ = ScoreCalibration(float(held["classifier"].mean()), max(float(held["classifier"].std()), 1e-6),
+                                             float(held["latent"].mean()), max(float(held["latent"].std()), 1e-6))
+        self.held_out_scores_ = {key: self._combine(held) if key == "score" else held[key]
+                                 for key in ("score", "classifier", "latent", "difference_l1")}
+        self.history_ = {"autoencoder_l1": ae_loss, "classifier_ce": clf_loss,
+                         "train_seconds": time.perf_counter() - start, "epoch_seconds": epoch_seconds,
+                         "n_images": {"autoencoder": len(ae_part), "classifier": len(clf_part),
+                                      "held_out": len(held_out)}}
+        self.validation_ = {family: metrics.auroc(self.held_out_scores_["score"],
+                                                  self._decision(apply_family(held_out, family, generator)))
+                            for family in families_for(self.in_channels_)}
+
+    @torch.no_grad()
+    def _fit_latent_density(self, images: torch.Tensor):
+        from sklearn.covariance import LedoitWolf
+
+        self.autoencoder_.eval()
+        z = torch.cat([self.autoencoder_.encoder(batch.to(self.device_)).double().cpu()
+                       for batch in images.split(DEFAULT_BATCH_SIZE)])
+        estimate = LedoitWolf().fit(z.numpy())
+        self.latent_mean_ = torch.from_numpy(estimate.location_).float()
+        self.latent_precision_ = torch.from_numpy(estimate.precision_).float()
+
+    # -- scoring ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _parts(self, batch: torch.Tensor) -> dict:
+        """Every per-image piece of one batch (tensors on the CPU)."""
+        self.autoencoder_.eval(), self.classifier_.eval()
+        batch = batch.to(self.device_)
+        reconstruction, z = self.autoencoder_(batch)
+        difference = difference_image(batch, reconstruction)
+        logits = self.classifier_(difference, z).float().cpu()
+        centred = z.float().cpu() - self.latent_mean_
+        latent = ((centred @ self.latent_precision_) * centred).sum(1)
+        return {"reconstruction": reconstruction.float().cpu(), "difference": difference.float().cpu(),
+                "z": z.float().cpu(), "classifier": logits, "latent": latent}
+
+    def _combine(self, parts: dict) -> np.ndarray:
+        calibration = self.calibration_
+        score = (np.asarray(parts["classifier"], np.float64) - calibration.classifier_mean) / calibration.classifier_std
+        if self.latent_input:
+            score = score + (np.asarray(parts["latent"], np.float64) - calibration.latent_mean) / calibration.latent_std
+        return score
+
+    def _decision_batch(self, batch):
+        parts = self._parts(batch)
+        return self._combine(parts)
+
+    def score_components(self, images, batch_size: int = DEFAULT_BATCH_SIZE, _fitted_check: bool = True) -> dict:
+        """Every score from one pass through the networks, batch by batch.
+
+        Parameters
+        ----------
+        images : (N, C, 32, 32), float in [0, 1] or uint8.
+        batch_size : int > 0
+
+        Returns
+        -------
+        dict
+            numpy float64 arrays (N,), higher = more out-of-distribution: ``score`` (what
+            :meth:`decision_function` returns), ``classifier`` (the logit :math:`c`), ``latent``
+            (Mahalanobis distance of z), ``difference_l1`` / ``difference_l2`` (mean absolute /
+            squared difference image); and ``z``, a float32 tensor (N, latent_dim).
+
+        Raises
+        ------
+        NotFittedError, InputError
+        """
+        if _fitted_check:
+            self._check_fitted("score_components")
+        batch_size = check_batch_size(batch_size)
+        keys = ("classifier", "latent", "difference_l1", "difference_l2", "z")
+        pieces = {key: [] for key in keys}
+        for batch in iter_image_batches(images, self.in_channels_, "images", batch_size):
+            parts = self._parts(batch)
+            difference = parts.pop("difference")
+            parts["difference_l1"] = difference.mean(dim=(1, 2, 3))
+            parts["difference_l2"] = difference.pow(2).mean(dim=(1, 2, 3))
+            for key in keys:
+                pieces[key].append(parts[key])
+        out = {key: torch.cat(value).double().numpy() for key, value in pieces.items() if key != "z"}
+        out["z"] = torch.cat(pieces["z"])
+        out["score"] = self._combine(out)
+        return out
+
+    def explain(self, images, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+        """Everything behind the score, for pictures of a handful of images.
+
+        Returns
+        -------
+        dict
+            ``reconstruction`` and ``difference`` (float tensors (N, C, 32, 32) in [0, 1]), ``z``
+            (N, latent_dim) and ``score`` (numpy (N,)). Memory grows with N: use
+            :meth:`decision_function` or :meth:`score_components` for many images.
+
+        Raises
+        ------
+        NotFittedError, InputError
+        """
+        self._check_fitted("explain")
+        batch_size = check_batch_size(batch_size)
+        pieces = {key: [] for key in ("reconstruction", "difference", "z", "score")}
+        for batch in iter_image_batches(images, self.in_channels_, "images", batch_size):
+            parts = self._parts(batch)
+            parts["score"] = torch.from_numpy(self._combine(parts))
+            for key in pieces:
+                pieces[key].append(parts[key])
+        out = {key: torch.cat(value) for key, value in pieces.items()}
+        out["score"] = out["score"].numpy()
+        return out
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Save weights, latent density, calibration, threshold and configuration in one file.
+
+        The write is atomic (a temporary file, then a rename) and the file carries a content
+        hash checked by :meth:`load`.
+
+        Returns
+        -------
+        pathlib.Path
+
+        Raises
+        ------
+        NotFittedError
+        """
+        self._check_fitted("save")
+        params = self.get_params()
+        params["preset"] = self.preset_.as_dict()
+        params["device"] = None
+        params["outlier_families"] = list(self.outlier_families_)
+        return save_checkpoint({
+            "format": DETECTOR_FORMAT, "version": DETECTOR_VERSION, "config": params,
+            "in_channels": self.in_channels_, "run_identity": self.run_identity_,
+            "autoencoder": self.autoencoder_.state_dict(), "classifier": self.classifier_.state_dict(),
+            "latent_mean": self.latent_mean_, "latent_precision": self.latent_precision_,
+            "calibration": self.calibration_.as_dict(), "threshold": self.threshold_,
+            "held_out_scores": {key: torch.from_numpy(np.asarray(value)) for key, value in self.held_out_scores_.items()},
+            "history": self.history_, "validation": self.validation_, "n_train": self.n_train_}, path)
+
+    @classmethod
+    def load(cls, path, in_channels: int | None = None, preset=None, device=None, progress: bool = True) -> "OODDetector":
+        """Load a detector saved by :meth:`save`.
+
+        Parameters
+        ----------
+        path : path of the file.
+        in_channels, preset : optional expectations; the file must match them.
+        device, progress : where to put the networks; whether later training shows progress.
+
+        Returns
+        -------
+        OODDetector, fitted.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        CheckpointError
+            Unreadable, corrupted, foreign, incomplete or mismatching file (the message names
+            the file and the reason).
+        """
+        payload = load_checkpoint(path, DETECTOR_FORMAT)
+        if payload.get("version") != DETECTOR_VERSION:
+            raise CheckpointError(f"'{path}' is a detector file of version {payload.get('version')!r}; this "
+                                  f"ood_helpers reads version {DETECTOR_VERSION}. Fix: delete it and retrain.")
+        _require(payload, ("config", "in_channels", "run_identity", "autoencoder", "classifier", "latent_mean",
+                           "latent_precision", "calibration", "threshold", "held_out_scores", "history",
+                           "validation", "n_train"), path)
+        config = dict(payload["config"])
+        try:
+            config["preset"] = _preset_from_dict(dict(config["preset"]), path)
+            channels = int(payload["in_channels"])
+            if in_channels is not None and channels != in_channels:
+                raise CheckpointError(f"'{path}' was saved for {channels} channel(s); expected {in_channels}. "
+                                      f"Fix: load the detector trained for these images.")
+            if preset is not None and config["preset"].name != get_preset(preset).name:
+                raise CheckpointError(f"'{path}' was saved with preset {config['preset'].name!r}; expected "
+                                      f"{get_preset(preset).name!r}. Fix: load or train one for that preset.")
+            detector = cls(**{**config, "device": device, "progress": progress})
+            detector._check_params()
+            detector.in_channels_, detector.preset_ = channels, config["preset"]
+            detector.device_ = pick_device(device)
+            detector.outlier_families_ = tuple(config["outlier_families"])
+            p = detector.preset_
+            detector.autoencoder_ = AutoEncoder(channels, p.width, p.latent_dim, p.stem)
+            detector.classifier_ = DifferenceClassifier(channels, p.width, p.latent_dim, p.stem,
+                                                        bool(detector.latent_input), detector.inject_stage)
+            detector.autoencoder_.load_state_dict(payload["autoencoder"])
+            detector.classifier_.load_state_dict(payload["classifier"])
+            detector.autoencoder_.to(detector.device_).eval()
+            detector.classifier_.to(detector.device_).eval()
+            detector.latent_mean_ = payload["latent_mean"].float()
+            detector.latent_precision_ = payload["latent_precision"].float()
+            detector.calibration_ = ScoreCalibration(**payload["calibration"])
+            detector.threshold_ = float(payload["threshold"])
+            detector.held_out_scores_ = {key: value.numpy() for key, value in payload["held_out_scores"].items()}
+            detector.run_identity_ = payload["run_identity"]
+            detector.history_, detector.validation_ = payload["history"], payload["validation"]
+            detector.n_train_ = payload["n_train"]
+        except CheckpointError:
+            raise
+        except (RuntimeError, TypeError, KeyError, ValueError, AttributeError, InputError) as err:
+            message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+            raise CheckpointError(f"'{path}': its contents do not form a detector of this ood_helpers ({message}). "
+                                  f"Fix: delete it and retrain.") from err
+        return detector
 
 
 def _timed(seconds: list, on_epoch_end=None):
@@ -48,217 +474,87 @@ def _timed(seconds: list, on_epoch_end=None):
     return callback
 
 
-class OODDetector:
-    """Autoencoder + difference-image classifier with the latent z as auxiliary input.
+class AutoencoderDifferenceDetector(BaseDetector):
+    r"""The paper's first ingredient alone: the mean absolute difference image as the score,
+
+    .. math:: s(x) = \frac{1}{CHW} \sum |x - D(E(x))|,
+
+    with E, D the ResNet-18 autoencoder of :class:`OODDetector` trained with the L1 loss (the
+    paper's equation 1) on in-distribution images. Higher = worse reconstruction = more
+    out-of-distribution.
 
     Parameters
     ----------
-    in_channels : 1 (MNIST-like) or 3 (CIFAR-like); images are (N, in_channels, 32, 32) in [0, 1].
-    preset : "quick", "classroom", "paper", a :class:`Preset`, or None for ``$OOD_PRESET`` / auto.
-    seed : seeds weights, data order, outliers and noise; same seed + preset + machine = same scores.
-    latent_input : feed z into the classifier and use the latent density (False = the ablation).
-    noise_augment : noise-addition augmentation on both classes (False = the ablation).
-    inject_stage : the classifier stage (1-4) after which z is added.
-    outlier_families : names from ``outliers.OUTLIER_FAMILIES`` used as the "out" class
-        (default: every family that applies to ``in_channels``).
+    in_channels, preset, seed, noise_augment, threshold_quantile, held_out_fraction, device, progress
+        As for :class:`OODDetector`.
 
-    Score: higher = more out-of-distribution. It is the classifier's logit, plus (with
-    ``latent_input``) the Mahalanobis distance of z to the training latents, each standardised by
-    its mean and spread on held-out in-distribution training images so the two add on one scale.
+    Attributes
+    ----------
+    autoencoder_ : ood_helpers.models.AutoEncoder
+    threshold_ : float
+    history_ : dict
     """
 
-    def __init__(self, in_channels: int = 1, preset="quick", seed: int = 0, latent_input: bool = True,
-                 noise_augment: bool = True, inject_stage: int = 2, outlier_families=None, device=None,
-                 progress: bool = True):
-        if in_channels not in (1, 3):
-            raise InputError(f"in_channels: expected 1 (grayscale) or 3 (RGB), got {in_channels!r}.")
-        if inject_stage not in (1, 2, 3, 4):
-            raise InputError(f"inject_stage: expected 1, 2, 3 or 4, got {inject_stage!r}.")
-        self.in_channels, self.seed = in_channels, int(seed)
-        available = families_for(in_channels)
-        self.outlier_families = tuple(outlier_families) if outlier_families is not None else available
-        unknown = [f for f in self.outlier_families if f not in available]
-        if unknown or not self.outlier_families:
-            raise InputError(f"outlier_families: expected a non-empty selection of {available} for "
-                             f"{in_channels} channel(s), got {outlier_families!r}.")
-        self.preset: Preset = get_preset(preset)
-        self.latent_input, self.noise_augment, self.inject_stage = bool(latent_input), bool(noise_augment), inject_stage
-        self.device, self.progress = pick_device(device), progress
-        self.fitted_ = False
-        self.history_: dict = {}
-        self.validation_: dict = {}
-        self._build()
+    name = "autoencoder difference"
 
-    # -- construction -------------------------------------------------------------------------
-    def _build(self):
-        torch.manual_seed(self.seed)
-        p = self.preset
-        self.autoencoder = AutoEncoder(self.in_channels, p.width, p.latent_dim, p.stem).to(self.device)
-        self.classifier = DifferenceClassifier(self.in_channels, p.width, p.latent_dim, p.stem,
-                                               self.latent_input, self.inject_stage).to(self.device)
-        self.latent_mean = torch.zeros(p.latent_dim)
-        self.latent_precision = torch.eye(p.latent_dim)
-        self.calibration = torch.tensor([0.0, 1.0, 0.0, 1.0])  # classifier mean, std, latent mean, std
+    def __init__(self, in_channels=None, preset="quick", seed=0, noise_augment=True, threshold_quantile=0.95,
+                 held_out_fraction=0.1, device=None, progress=True):
+        self.in_channels = in_channels
+        self.preset = preset
+        self.seed = seed
+        self.noise_augment = noise_augment
+        self.threshold_quantile = threshold_quantile
+        self.held_out_fraction = held_out_fraction
+        self.device = device
+        self.progress = progress
 
-    def config(self) -> dict:
-        return {"in_channels": self.in_channels, "seed": self.seed, "preset": self.preset.as_dict(),
-                "latent_input": self.latent_input, "noise_augment": self.noise_augment,
-                "inject_stage": self.inject_stage, "outlier_families": list(self.outlier_families)}
+    def _check_params(self):
+        super()._check_params()
+        get_preset(self.preset)
+        _check_bool(self.noise_augment, "noise_augment")
+        pick_device(self.device)
 
-    def __repr__(self):
-        return (f"OODDetector(in_channels={self.in_channels}, preset={self.preset.name!r}, seed={self.seed}, "
-                f"latent_input={self.latent_input}, noise_augment={self.noise_augment}, fitted={self.fitted_})")
-
-    # -- training -----------------------------------------------------------------------------
-    def fit(self, train_images, work_dir=None, on_epoch_end=None) -> "OODDetector":
-        """Train on in-distribution images only: float (N, C, 32, 32) in [0, 1] or a Dataset of them.
-
-        The images are split three ways (seeded): 45% train the autoencoder, 45% the classifier
-        and the latent density (disjoint, so the classifier never sees images the autoencoder
-        memorised), 10% are held out to standardise scores and validate on synthetic outliers.
-        ``work_dir`` keeps per-epoch training state there and resumes from it after a restart.
-        """
-        images = _as_training_images(train_images, self.in_channels)
-        if len(images) < MIN_TRAIN_IMAGES:
-            raise InputError(f"train_images: expected at least {MIN_TRAIN_IMAGES} images to fit, got {len(images)}.")
-        if self.preset.train_limit is not None and len(images) > self.preset.train_limit:
-            keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
-            images = images[keep[: self.preset.train_limit].sort().values]
-        generator = seed_everything(self.seed)
-        self._build()
-        order = torch.randperm(len(images), generator=generator)
-        n_val = max(4, len(images) // 10)
-        n_ae = (len(images) - n_val) // 2
-        val, ae_part, clf_part = images[order[:n_val]], images[order[n_val:n_val + n_ae]], images[order[n_val + n_ae:]]
-        noise = NoiseAugment(self.preset.noise_max_severity) if self.noise_augment else None
-        state = Path(work_dir) if work_dir is not None and self.preset.checkpoint_every_epoch else None
-
+    def _fit(self, train, held_out, generator):
+        preset = self.preset_ = get_preset(self.preset)
+        self.device_ = pick_device(self.device)
+        if preset.train_limit is not None and len(train) > preset.train_limit:
+            train = train[torch.randperm(len(train), generator=generator)[: preset.train_limit].sort().values]
+        self.autoencoder_ = AutoEncoder(self.in_channels_, preset.width, preset.latent_dim, preset.stem).to(self.device_)
+        noise = NoiseAugment(preset.noise_max_severity) if self.noise_augment else None
         start = time.perf_counter()
-        epoch_seconds = {"autoencoder": [], "classifier": []}
-        ae_loss = train_autoencoder(self.autoencoder, ae_part, self.preset, generator, self.device, noise,
-                                    state / "autoencoder_state.pt" if state else None, self.progress,
-                                    _timed(epoch_seconds["autoencoder"], on_epoch_end))
-        clf_loss = train_classifier(self.classifier, self.autoencoder, clf_part, self.preset, generator,
-                                    self.device, noise, self.outlier_families,
-                                    state / "classifier_state.pt" if state else None, self.progress,
-                                    _timed(epoch_seconds["classifier"], on_epoch_end))
-        self._fit_latent_density(clf_part)
-        self.fitted_ = True
-        self._calibrate(val)
-        self.history_ = {"autoencoder_l1": ae_loss, "classifier_ce": clf_loss,
-                         "train_seconds": time.perf_counter() - start, "epoch_seconds": epoch_seconds,
-                         "n_images": {"autoencoder": len(ae_part), "classifier": len(clf_part), "validation": len(val)}}
-        self.validation_ = self._validate(val, generator)
-        return self
-
-    def _fit_latent_density(self, images: torch.Tensor):
-        from sklearn.covariance import LedoitWolf
-
-        z = self._forward(images)["z"].double().numpy()
-        estimate = LedoitWolf().fit(z)
-        self.latent_mean = torch.from_numpy(estimate.location_).float()
-        self.latent_precision = torch.from_numpy(estimate.precision_).float()
-
-    def _calibrate(self, val: torch.Tensor):
-        parts = self._forward(val)
-        c, l = parts["classifier"], parts["latent"]
-        self.calibration = torch.tensor([c.mean(), c.std().clamp_min(1e-6), l.mean(), l.std().clamp_min(1e-6)])
-
-    def _validate(self, val: torch.Tensor, generator: torch.Generator) -> dict:
-        """AUROC of held-out in-distribution images against each synthetic outlier family."""
-        in_scores = self.score(val)
-        return {family: metrics.auroc(in_scores, self.score(apply_family(val, family, generator)))
-                for family in families_for(self.in_channels)}
-
-    # -- scoring ------------------------------------------------------------------------------
-    def _check_fitted(self, method: str):
-        if not self.fitted_:
-            raise NotFittedError(f"{method}: this OODDetector is not fitted yet; call fit(train_images) "
-                                 f"or OODDetector.load(path) first.")
+        losses = train_autoencoder(self.autoencoder_, train, preset, generator, self.device_, noise,
+                                   progress=self.progress)
+        self.history_ = {"autoencoder_l1": losses, "train_seconds": time.perf_counter() - start}
 
     @torch.no_grad()
-    def _forward(self, images: torch.Tensor, batch_size: int = 256) -> dict:
-        """Per-image pieces: reconstruction, difference, z, classifier logit, latent distance."""
-        self.autoencoder.eval()
-        self.classifier.eval()
-        pieces = {key: [] for key in ("reconstruction", "difference", "z", "classifier", "latent")}
-        for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size].to(self.device)
-            reconstruction, z = self.autoencoder(batch)
-            difference = difference_image(batch, reconstruction)
-            logits = self.classifier(difference, z)
-            centred = z.cpu() - self.latent_mean
-            pieces["latent"].append(((centred @ self.latent_precision) * centred).sum(1))
-            for key, value in (("reconstruction", reconstruction), ("difference", difference), ("z", z),
-                               ("classifier", logits)):
-                pieces[key].append(value.float().cpu())
-        return {key: torch.cat(value) for key, value in pieces.items()}
-
-    def _combine(self, parts: dict) -> np.ndarray:
-        c_mean, c_std, l_mean, l_std = self.calibration.tolist()
-        score = (parts["classifier"] - c_mean) / c_std
-        if self.latent_input:
-            score = score + (parts["latent"] - l_mean) / l_std
-        return score.double().numpy()
-
-    def score(self, images, batch_size: int = 256) -> np.ndarray:
-        """Out-of-distribution score per image, numpy float64 (N,): higher = more out-of-distribution."""
-        self._check_fitted("score")
-        return self._combine(self._forward(as_image_batch(images, self.in_channels), batch_size))
-
-    def score_components(self, images, batch_size: int = 256) -> dict:
-        """Every score from one pass through the networks, each numpy (N,), higher = more OOD:
-        ``score`` (what :meth:`score` returns), ``classifier`` (the logit), ``latent`` (Mahalanobis
-        distance of z), ``difference_l1`` / ``difference_l2`` (mean absolute / squared difference
-        image); plus ``z``, the latent tensor (N, latent_dim)."""
-        self._check_fitted("score_components")
-        parts = self._forward(as_image_batch(images, self.in_channels), batch_size)
-        return {"score": self._combine(parts),
-                "classifier": parts["classifier"].double().numpy(), "latent": parts["latent"].double().numpy(),
-                "difference_l1": parts["difference"].mean(dim=(1, 2, 3)).double().numpy(),
-                "difference_l2": parts["difference"].pow(2).mean(dim=(1, 2, 3)).double().numpy(),
-                "z": parts["z"]}
-
-    def explain(self, images, batch_size: int = 256) -> dict:
-        """Everything behind the score, for pictures: ``reconstruction`` and ``difference``
-        (tensors N x C x 32 x 32), ``z`` (N x latent_dim) and ``score`` (numpy N)."""
-        self._check_fitted("explain")
-        parts = self._forward(as_image_batch(images, self.in_channels), batch_size)
-        return {"reconstruction": parts["reconstruction"], "difference": parts["difference"],
-                "z": parts["z"], "score": self._combine(parts)}
-
-    # -- persistence --------------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """Save weights, latent density, calibration and config in one file (atomic write)."""
-        self._check_fitted("save")
-        return save_checkpoint({
-            "format": DETECTOR_FORMAT, "version": 1, "config": self.config(),
-            "autoencoder": self.autoencoder.state_dict(), "classifier": self.classifier.state_dict(),
-            "latent_mean": self.latent_mean, "latent_precision": self.latent_precision,
-            "calibration": self.calibration, "history": self.history_, "validation": self.validation_}, path)
+    def _decision_batch(self, batch):
+        self.autoencoder_.eval()
+        batch = batch.to(self.device_)
+        reconstruction, _ = self.autoencoder_(batch)
+        return difference_image(batch, reconstruction).mean(dim=(1, 2, 3)).float().cpu()
 
     @classmethod
-    def load(cls, path, in_channels: int | None = None, preset=None, device=None, progress: bool = True) -> "OODDetector":
-        """Load a saved detector. ``in_channels`` / ``preset``, when given, must match the file."""
-        payload = load_checkpoint(path, DETECTOR_FORMAT)
-        config = payload["config"]
-        if in_channels is not None and config["in_channels"] != in_channels:
-            raise CheckpointError(f"'{path}' was saved for {config['in_channels']} channel(s); expected {in_channels}.")
-        if preset is not None and config["preset"]["name"] != get_preset(preset).name:
-            raise CheckpointError(f"'{path}' was saved with preset {config['preset']['name']!r}; expected "
-                                  f"{get_preset(preset).name!r}.")
-        fields = dict(config["preset"])
-        fields["betas"], fields["milestones"] = tuple(fields["betas"]), tuple(fields["milestones"])
-        detector = cls(config["in_channels"], Preset(**fields), config["seed"], config["latent_input"],
-                       config["noise_augment"], config["inject_stage"], config["outlier_families"], device, progress)
-        try:
-            detector.autoencoder.load_state_dict(payload["autoencoder"])
-            detector.classifier.load_state_dict(payload["classifier"])
-        except RuntimeError as err:
-            raise CheckpointError(f"'{path}': the weights do not fit the configuration stored with them "
-                                  f"({str(err).splitlines()[0][:200]}).") from err
-        detector.latent_mean, detector.latent_precision = payload["latent_mean"], payload["latent_precision"]
-        detector.calibration = payload["calibration"]
-        detector.history_, detector.validation_ = payload["history"], payload["validation"]
-        detector.fitted_ = True
-        return detector
+    def from_detector(cls, detector: OODDetector) -> "AutoencoderDifferenceDetector":
+        """The difference score of a fitted :class:`OODDetector`'s own autoencoder, without training.
+
+        ``threshold_`` comes from the difference scores of the detector's held-out images.
+
+        Raises
+        ------
+        NotFittedError
+            When ``detector`` is not fitted.
+        """
+        if not isinstance(detector, OODDetector):
+            raise InputError(f"detector: expected a fitted OODDetector, got {type(detector).__name__}.")
+        detector._check_fitted("AutoencoderDifferenceDetector.from_detector")
+        new = cls(in_channels=detector.in_channels, preset=detector.preset, seed=detector.seed,
+                  noise_augment=detector.noise_augment, threshold_quantile=detector.threshold_quantile,
+                  held_out_fraction=detector.held_out_fraction, device=detector.device, progress=detector.progress)
+        new.in_channels_, new.preset_, new.device_ = detector.in_channels_, detector.preset_, detector.device_
+        new.autoencoder_ = detector.autoencoder_
+        new.n_train_ = dict(detector.n_train_)
+        new.history_ = {"autoencoder_l1": detector.history_["autoencoder_l1"],
+                        "train_seconds": detector.history_["train_seconds"], "shared_with": "OODDetector"}
+        new.threshold_ = float(np.quantile(detector.held_out_scores_["difference_l1"], detector.threshold_quantile))
+        return new
+

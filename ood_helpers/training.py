@@ -1,15 +1,19 @@
-"""Training loops: the autoencoder (L1) and the in/out classifier (cross-entropy).
+"""Training: one epoch loop for every network in the package, and the paper's two training stages.
 
-Both use the paper's optimiser (Adam with the preset's lr and betas) and schedule (MultiStepLR,
-gamma 0.2 at 40% and 80% of the epochs). With ``state_path`` the full training state is saved
-atomically after every epoch and a restarted run resumes from it.
+:func:`run_epochs` is the only training loop: the detector's autoencoder and classifier, the deep
+baselines and notebook 04's cheating demo all call it. It uses Adam and MultiStepLR (the paper:
+lr 1e-4, betas (0.9, 0.99), gamma 0.2 at epochs 40 and 80 of 100), shows a progress bar per epoch,
+stops with :class:`TrainingDivergedError` when the loss stops being finite, and with ``state_path``
+saves the whole training state after every epoch so that a restarted run resumes where it stopped.
+A saved state is reused only by a run with the same identity (every setting that shapes the
+result); anything else starts afresh.
 """
 from __future__ import annotations
 
-import random
+import hashlib
+import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -22,10 +26,25 @@ from .presets import Preset
 STATE_FORMAT = "ood_helpers.training_state"
 
 
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite; nothing was fitted."""
+
+
 def pick_device(device=None) -> torch.device:
-    """``device`` if given, else CUDA, else Apple MPS, else CPU."""
+    """The device to train on: ``device`` if given, else CUDA, else Apple MPS, else the CPU.
+
+    Raises
+    ------
+    ood_helpers.validation.InputError
+        When ``device`` is not a valid torch device string or object.
+    """
+    from .validation import InputError
+
     if device is not None:
-        return torch.device(device)
+        try:
+            return torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise InputError(f"device: expected a torch device such as 'cpu' or 'cuda', got {device!r}.") from err
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -33,88 +52,149 @@ def pick_device(device=None) -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a torch.Generator for the data pipeline."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
 def difference_image(images: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """The paper's difference image |I - D(E(I))|, same shape as the images."""
+    """The paper's difference image :math:`|I - D(E(I))|` (Section 3.2, Figure 2).
+
+    Parameters
+    ----------
+    images, reconstruction : torch.Tensor (N, C, 32, 32), values in [0, 1]
+
+    Returns
+    -------
+    torch.Tensor (N, C, 32, 32), values in [0, 1]
+    """
     return (images - reconstruction).abs()
 
 
-class EpochTrainer:
-    """Adam + MultiStepLR over epochs of shuffled index batches, with progress bars and resume."""
+def fingerprint(value) -> str:
+    """A short SHA-256 hex digest of a JSON-able value or a tensor: the identity of a run or data."""
+    digest = hashlib.sha256()
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    else:
+        digest.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
 
-    def __init__(self, model: torch.nn.Module, preset: Preset, epochs: int, name: str,
-                 generator: torch.Generator, state_path=None, progress: bool = True):
-        self.model, self.preset, self.epochs, self.name = model, preset, epochs, name
-        self.generator, self.progress = generator, progress
-        self.state_path = Path(state_path) if state_path else None
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr, betas=tuple(preset.betas))
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, preset.milestone_epochs(epochs),
-                                                              gamma=preset.gamma)
 
-    def _fingerprint(self, n_items: int) -> dict:
-        return {"name": self.name, "epochs": self.epochs, "n_items": n_items, "preset": self.preset.name,
-                "batch_size": self.preset.batch_size, "width": self.preset.width}
+def state_file(work_dir, stage: str, identity: dict) -> Path:
+    """Where :func:`run_epochs` keeps one stage's state: a name unique to the run's identity, so
+    runs that differ in anything (seed, preset field, data) never share a state file."""
+    return Path(work_dir) / f"{stage}_state_{fingerprint(identity)}.pt"
 
-    def _save(self, epoch: int, losses: list, n_items: int):
-        save_checkpoint({"format": STATE_FORMAT, "version": 1, "config": self._fingerprint(n_items),
-                         "epoch": epoch, "losses": losses, "model": self.model.state_dict(),
-                         "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                         "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()},
-                        self.state_path)
 
-    def _resume(self, n_items: int) -> tuple[int, list]:
-        if self.state_path is None or not self.state_path.exists():
+def run_epochs(model: torch.nn.Module, step, n_items: int, *, epochs: int, batch_size: int,
+               generator: torch.Generator, lr: float, betas=(0.9, 0.999), milestones=(), gamma: float = 0.1,
+               name: str = "training", progress: bool = True, state_path=None, identity: dict | None = None,
+               on_epoch_end=None) -> list[float]:
+    """Train ``model`` with Adam (+ MultiStepLR) over shuffled mini-batches; the package's one loop.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Its parameters are optimised; it is in train mode during epochs and eval mode after.
+    step : callable
+        ``step(index) -> loss``: ``index`` is an int64 tensor of item positions (one mini-batch,
+        at least 2 items; a last batch of one is dropped), ``loss`` a scalar tensor.
+    n_items : int
+        Number of training items the indices refer to.
+    epochs, batch_size : int
+    generator : torch.Generator
+        Draws the epoch orders (and, through ``step``, anything else random), so a fixed seed
+        reproduces the run.
+    lr, betas : Adam's learning rate and betas.
+    milestones : sequence of int
+        Epochs after which the learning rate is multiplied by ``gamma`` (MultiStepLR).
+    name : str
+        Shown on the progress bar and in errors.
+    progress : bool
+        Show a tqdm progress bar per epoch.
+    state_path : path or None
+        Save the training state there (atomically) after each epoch and resume from it.
+    identity : dict or None
+        Everything that defines the run; a saved state with another identity is ignored (and
+        overwritten), never resumed.
+    on_epoch_end : callable or None
+        ``on_epoch_end(epoch, mean_loss)`` after each epoch (epochs count from 1).
+
+    Returns
+    -------
+    list of float
+        Mean training loss of every epoch (resumed epochs included).
+
+    Raises
+    ------
+    TrainingDivergedError
+        When an epoch's loss is NaN or infinite.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma=gamma)
+    state_path = Path(state_path) if state_path is not None else None
+    identity = {"name": name, "epochs": epochs, "n_items": n_items, "batch_size": batch_size, "lr": lr,
+                "betas": list(betas), "milestones": list(milestones), "gamma": gamma, **(identity or {})}
+    start, losses = _resume(state_path, identity, model, optimizer, scheduler, generator)
+    device = next(model.parameters()).device
+    for epoch in range(start, epochs):
+        model.train()
+        order = torch.randperm(n_items, generator=generator)
+        batches = [order[i:i + batch_size] for i in range(0, n_items, batch_size) if len(order[i:i + batch_size]) > 1]
+        total = torch.zeros((), device=device)  # summed on the device: no host synchronisation per step
+        bar = tqdm(batches, desc=f"{name} epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
+        for count, index in enumerate(bar, start=1):
+            optimizer.zero_grad(set_to_none=True)
+            loss = step(index)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+            if progress and (count % 10 == 0 or count == len(batches)):
+                bar.set_postfix(loss=f"{float(total) / count:.4f}", refresh=False)
+        scheduler.step()
+        mean = float(total) / max(1, len(batches))
+        if not torch.isfinite(torch.tensor(mean)):
+            raise TrainingDivergedError(
+                f"{name} training diverged: the mean loss of epoch {epoch + 1} is {mean}; nothing was fitted. "
+                f"Fix: lower the learning rate (lr={lr:g}), or check the training images for extreme values.")
+        losses.append(mean)
+        if state_path is not None:
+            save_checkpoint({"format": STATE_FORMAT, "version": 2, "config": identity, "epoch": epoch + 1,
+                             "losses": losses, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                             "torch_rng": torch.get_rng_state()}, state_path)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, losses[-1])
+    model.eval()
+    return losses
+
+
+def _resume(state_path, identity, model, optimizer, scheduler, generator) -> tuple[int, list]:
+    """(first epoch to run, losses so far) from a saved state of the same run, else (0, [])."""
+    if state_path is None or not state_path.exists():
+        return 0, []
+    try:
+        state = load_checkpoint(state_path, STATE_FORMAT)
+        if json.loads(json.dumps(state.get("config"), default=str)) != json.loads(json.dumps(identity, default=str)):
             return 0, []
-        state = load_checkpoint(self.state_path, STATE_FORMAT)
-        if state["config"] != self._fingerprint(n_items):
-            raise CheckpointError(f"'{self.state_path}' holds a training run with other settings "
-                                  f"({state['config']}) than this one ({self._fingerprint(n_items)}); "
-                                  f"use another output folder or delete that file.")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        return int(state["epoch"]), list(state["losses"])
+    except (CheckpointError, KeyError, RuntimeError, ValueError, TypeError):
+        # an unusable state is a cache miss: the run starts from epoch 0 and overwrites it
+        return 0, []
+    return int(state["epoch"]), [float(x) for x in state["losses"]]
 
-    def run(self, n_items: int, step, on_epoch_end=None) -> list[float]:
-        """Train; ``step(index_tensor) -> loss``. Returns the mean loss of every epoch."""
-        start, losses = self._resume(n_items)
-        batch = self.preset.batch_size
-        for epoch in range(start, self.epochs):
-            self.model.train()
-            order = torch.randperm(n_items, generator=self.generator)
-            batches = [order[i:i + batch] for i in range(0, n_items, batch) if len(order[i:i + batch]) > 1]
-            total = 0.0
-            bar = tqdm(batches, desc=f"{self.name} epoch {epoch + 1}/{self.epochs}", leave=False,
-                       disable=not self.progress)
-            for index in bar:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = step(index)
-                loss.backward()
-                self.optimizer.step()
-                total += loss.item()
-                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            self.scheduler.step()
-            losses.append(total / max(1, len(batches)))
-            if self.state_path is not None:
-                self._save(epoch + 1, losses, n_items)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, losses[-1])
-        self.model.eval()
-        return losses
+
+def preset_schedule(preset: Preset, epochs: int) -> dict:
+    """The :func:`run_epochs` keyword arguments a preset sets (optimiser, schedule, batch size)."""
+    return dict(epochs=epochs, batch_size=preset.batch_size, lr=preset.lr, betas=tuple(preset.betas),
+                milestones=preset.milestone_epochs(epochs), gamma=preset.gamma)
 
 
 def train_autoencoder(autoencoder, images: torch.Tensor, preset: Preset, generator: torch.Generator,
                       device, noise: NoiseAugment | None = None, state_path=None, progress=True,
-                      on_epoch_end=None) -> list[float]:
+                      on_epoch_end=None, identity: dict | None = None) -> list[float]:
     """Train E and D with the L1 reconstruction loss (equation 1 of the paper).
 
     With ``noise`` the input is corrupted and the target stays clean (a denoising autoencoder), so
@@ -126,22 +206,21 @@ def train_autoencoder(autoencoder, images: torch.Tensor, preset: Preset, generat
         reconstruction, _ = autoencoder(corrupted.to(device))
         return F.l1_loss(reconstruction, clean.to(device))
 
-    trainer = EpochTrainer(autoencoder, preset, preset.ae_epochs, "autoencoder", generator, state_path, progress)
-    return trainer.run(len(images), step, on_epoch_end)
+    return run_epochs(autoencoder, step, len(images), generator=generator, name="autoencoder", progress=progress,
+                      state_path=state_path, identity=identity, on_epoch_end=on_epoch_end,
+                      **preset_schedule(preset, preset.ae_epochs))
 
 
 def train_classifier(classifier, autoencoder, images: torch.Tensor, preset: Preset, generator: torch.Generator,
                      device, noise: NoiseAugment | None = None, families=None, state_path=None, progress=True,
-                     on_epoch_end=None) -> list[float]:
+                     on_epoch_end=None, identity: dict | None = None) -> list[float]:
     """Train the in/out classifier with cross-entropy (equation 2 of the paper).
 
     Every batch holds ``batch_size`` in-distribution images (label 0) and as many synthetic
     outliers made from other in-distribution images (label 1). Noise augmentation, when on, hits
-    both halves alike, so noise never tells the classes apart. The autoencoder stays frozen.
+    both halves alike, so noise never tells the classes apart. The autoencoder is not updated.
     """
-    autoencoder.eval()
-    for parameter in autoencoder.parameters():
-        parameter.requires_grad_(False)
+    autoencoder.eval()  # frozen by running it under no_grad; its parameters stay trainable
 
     def step(index):
         partners = torch.randint(len(images), (len(index),), generator=generator)
@@ -156,5 +235,6 @@ def train_classifier(classifier, autoencoder, images: torch.Tensor, preset: Pres
         logits = classifier(difference_image(batch, reconstruction), z)
         return F.binary_cross_entropy_with_logits(logits, labels)
 
-    trainer = EpochTrainer(classifier, preset, preset.clf_epochs, "classifier", generator, state_path, progress)
-    return trainer.run(len(images), step, on_epoch_end)
+    return run_epochs(classifier, step, len(images), generator=generator, name="classifier", progress=progress,
+                      state_path=state_path, identity=identity, on_epoch_end=on_epoch_end,
+                      **preset_schedule(preset, preset.clf_epochs))
