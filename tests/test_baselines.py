@@ -1,4 +1,6 @@
-"""Baselines on small synthetic images: interface, determinism, a clear shift is detected, errors."""
+"""Baselines on small synthetic images: what is specific to them (score direction on a clear shift,
+budgets, make_detector, the one training loop, PixelCNN's causality, PyOD). The interface every
+detector shares is checked once for all in test_api_conformance.py."""
 from __future__ import annotations
 
 import math
@@ -9,15 +11,17 @@ import pytest
 import torch
 
 from ood_helpers import InputError, NotFittedError, metrics
-from ood_helpers.baselines import (BASELINES, PYOD_BASELINES, PYOD_MISSING, BaseDetector, DSEBMDetector,
-                                   MeanIntensityDetector, PixelCNNDetector, VAEDetector, make_detector,
-                                   pyod_available)
+from ood_helpers.api import BaseDetector
+from ood_helpers.baselines import (BASELINES, PYOD_BASELINES, PYOD_MISSING, DeepBaseline, DSEBMDetector,
+                                   IsolationForestDetector, MeanIntensityDetector, PixelCNNDetector, VAEDetector,
+                                   make_detector, pyod_available, resolve_budget)
+from ood_helpers.baselines import deep as deep_module
 from ood_helpers.baselines.pixelcnn import GatedPixelCNN, discretized_mix_logistic_nll
-from ood_helpers.presets import PRESETS
+from ood_helpers.presets import PRESETS, get_preset
 
 # tiny budgets: the point is the interface and the direction of the score, not the quality
 TINY = {
-    "vae": dict(epochs=3, width=8, latent_dim=8),
+    "vae": dict(epochs=4, width=8, latent_dim=8, batch_size=32),
     "dsebm": dict(epochs=5, width=8, features=32),
     "pixelcnn": dict(epochs=1, channels=8, layers=2, n_mix=1),
     "isolation-forest": dict(n_estimators=50),
@@ -64,32 +68,59 @@ def fitted(name: str, channels: int, seed: int = 0) -> BaseDetector:
 def test_fit_score_shape_finite_and_shift_detected(name, channels):
     detector = fitted(name, channels)
     test = blobs(64, channels, 1)
-    in_scores, out_scores = detector.score(test), detector.score(1.0 - test)   # inverted = clearly shifted
+    in_scores, out_scores = detector.decision_function(test), detector.decision_function(1.0 - test)  # inverted
     assert isinstance(in_scores, np.ndarray) and in_scores.shape == (64,) and in_scores.dtype == np.float64
     assert np.isfinite(in_scores).all() and np.isfinite(out_scores).all()
-    assert out_scores.mean() > in_scores.mean()
+    assert out_scores.mean() > in_scores.mean()          # the direction: higher = more out-of-distribution
     assert metrics.auroc(in_scores, out_scores) > 0.8
+    assert detector.predict(1.0 - test).mean() > detector.predict(test).mean()
+
+
+def test_likelihood_scores_are_in_their_units():
+    """VAE: negative ELBO in nats per image (> 0); PixelCNN: bits per dimension (> 0, higher for
+    the shifted images); DSEBM: a finite energy."""
+    test = blobs(16, 1, 1)
+    nelbo = fitted("vae", 1).decision_function(test)
+    assert (nelbo > 0).all()
+    bits = fitted("pixelcnn", 1).decision_function(test)
+    assert (bits > 0).all()
+    energy, bits_out = fitted("dsebm", 1).decision_function(test), fitted("pixelcnn", 1).decision_function(1 - test)
+    assert np.isfinite(energy).all() and bits_out.mean() > bits.mean()
 
 
 @pytest.mark.parametrize("name", OWN)
-def test_same_seed_same_scores(name):
+def test_same_seed_same_scores_other_seed_other_split(name):
     test = blobs(32, 3, 1)
     again = make_detector(name, 3, "quick", seed=0, progress=False, **TINY[name]).fit(blobs(200, 3, 0))
-    np.testing.assert_array_equal(fitted(name, 3).score(test), again.score(test))
+    np.testing.assert_array_equal(fitted(name, 3).decision_function(test), again.decision_function(test))
+    other = make_detector(name, 3, "quick", seed=1, progress=False, **TINY[name]).fit(blobs(200, 3, 0))
+    assert other.n_train_ == again.n_train_
+    assert not np.array_equal(other.decision_function(test), again.decision_function(test)) or name == "mean-intensity"
 
 
 @pytest.mark.parametrize("name", OWN)
 def test_score_before_fit_and_wrong_channels(name):
     detector = make_detector(name, 1, "quick", seed=0, progress=False, **TINY[name])
     with pytest.raises(NotFittedError, match="not fitted"):
-        detector.score(blobs(4, 1, 0))
+        detector.decision_function(blobs(4, 1, 0))
     with pytest.raises(InputError, match="channel"):
         detector.fit(blobs(50, 3, 0))
     with pytest.raises(InputError, match="channel"):
-        fitted(name, 1).score(blobs(4, 3, 0))
+        fitted(name, 1).decision_function(blobs(4, 3, 0))
+    # in_channels=None takes the channels from the training images
+    free = make_detector(name, None, "quick", seed=0, progress=False, **TINY[name]).fit(blobs(50, 3, 0))
+    assert free.in_channels_ == 3 and free.in_channels is None
 
 
-def test_registry_and_constructor_errors():
+@pytest.mark.parametrize("name", BASELINES)
+def test_old_names_are_gone(name):
+    cls = BASELINES[name]
+    assert issubclass(cls, BaseDetector)
+    assert not hasattr(cls, "score") and not hasattr(cls, "score_needs_grad")
+    assert isinstance(cls.name, str) and cls.name
+
+
+def test_registry_and_make_detector_errors():
     assert set(BASELINES) >= {"vae", "dsebm", "pixelcnn", "mean-intensity", "isolation-forest", "pca",
                               *PYOD_BASELINES}
     assert isinstance(make_detector("mean-intensity", 1, "classroom", seed=3), MeanIntensityDetector)
@@ -97,10 +128,34 @@ def test_registry_and_constructor_errors():
         make_detector("no-such-detector", 1)
     with pytest.raises(InputError, match="preset"):
         make_detector("vae", 1, preset="huge")
+    with pytest.raises(InputError, match="preset"):
+        make_detector("mean-intensity", 1, preset="huge")
     with pytest.raises(InputError, match="in_channels"):
         make_detector("pixelcnn", 2)
-    with pytest.raises(InputError, match="budget"):
-        VAEDetector(1, epochs=1, no_such_option=3)
+    with pytest.raises(InputError, match="seed"):
+        make_detector("pca", 1, seed=-3)
+    with pytest.raises(InputError, match=r"budget.*no_such_option.*valid keys.*epochs"):
+        make_detector("vae", 1, epochs=1, no_such_option=3)
+    with pytest.raises(InputError, match="epochs"):
+        make_detector("mean-intensity", 1, epochs=1)
+
+
+def test_budget_overrides():
+    detector = make_detector("vae", 1, "quick", seed=0, progress=False, epochs=2, width=4, latent_dim=4)
+    assert detector.budget == {"epochs": 2, "width": 4, "latent_dim": 4}      # stored unchanged
+    assert detector.get_params()["budget"] is detector.budget
+    detector.fit(blobs(60, 1, 0))
+    assert detector.budget_ == {**VAEDetector.BUDGETS["quick"], "epochs": 2, "width": 4, "latent_dim": 4}
+    assert len(detector.history_["loss"]) == 2 and detector.history_["budget"] == detector.budget_
+    assert detector.model_.mean.out_features == 4
+    assert detector.history_["n_images"] == detector.n_train_["fit"]
+    capped = IsolationForestDetector(in_channels=1, budget={"train_limit": 30, "n_estimators": 5}).fit(blobs(60, 1, 0))
+    assert capped.history_["n_images"] == 30 and len(capped.model_.estimators_) == 5
+    for bad in ({"epochs": 0}, {"epochs": 1.5}, {"lr": -1.0}, {"train_limit": 1}, {"width": True}):
+        with pytest.raises(InputError, match=rf"budget\['{next(iter(bad))}'\]"):
+            VAEDetector(in_channels=1, budget=bad).fit(blobs(60, 1, 0))
+    with pytest.raises(InputError, match="budget: expected None or a dict"):
+        VAEDetector(in_channels=1, budget=[("epochs", 1)]).fit(blobs(60, 1, 0))
 
 
 @pytest.mark.parametrize("cls", [VAEDetector, DSEBMDetector, PixelCNNDetector])
@@ -108,8 +163,43 @@ def test_every_preset_has_a_budget(cls):
     assert set(cls.BUDGETS) == set(PRESETS)
     for budget in cls.BUDGETS.values():
         assert {"epochs", "batch_size", "lr", "train_limit"} <= set(budget)
-    detector = cls(3, preset="paper", progress=False)
-    assert detector.budget == cls.BUDGETS["paper"]
+    assert resolve_budget(cls, "paper", None) == cls.BUDGETS["paper"]
+    assert resolve_budget(cls, get_preset("classroom"), {"epochs": 1}) == {**cls.BUDGETS["classroom"], "epochs": 1}
+    assert cls(in_channels=3, preset="paper").budget is None     # __init__ resolves nothing
+
+
+def test_deep_baselines_train_through_run_epochs(monkeypatch):
+    """One training loop: every deep baseline trains through ood_helpers.training.run_epochs."""
+    calls = []
+    real = deep_module.run_epochs
+
+    def spy(model, step, n_items, **kwargs):
+        calls.append((type(model).__name__, n_items, kwargs["epochs"], kwargs["batch_size"], kwargs["lr"]))
+        return real(model, step, n_items, **kwargs)
+
+    monkeypatch.setattr(deep_module, "run_epochs", spy)
+    for name in ("vae", "dsebm", "pixelcnn"):
+        detector = make_detector(name, 1, "quick", seed=0, progress=False, **TINY[name]).fit(blobs(60, 1, 0))
+        assert isinstance(detector, DeepBaseline)
+        budget = detector.budget_
+        assert calls[-1][1:] == (detector.n_train_["fit"], budget["epochs"], budget["batch_size"], budget["lr"])
+        assert len(detector.history_["loss"]) == budget["epochs"]
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("name", ["pixelcnn", "vae", "isolation-forest"])
+def test_scoring_memory_is_bounded_by_the_batch_size(name, monkeypatch):
+    detector = fitted(name, 1)
+    sizes = []
+    real = type(detector)._decision_batch
+
+    def spy(self, batch):
+        sizes.append(len(batch))
+        return real(self, batch)
+
+    monkeypatch.setattr(type(detector), "_decision_batch", spy)
+    scores = detector.decision_function(blobs(50, 1, 1), batch_size=16)
+    assert sizes == [16, 16, 16, 2] and scores.shape == (50,)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -138,21 +228,36 @@ def test_pyod_missing_gives_clear_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyod", None)   # makes "import pyod" raise ImportError
     assert not pyod_available()
     for name in PYOD_BASELINES:
+        detector = BASELINES[name](in_channels=1)       # __init__ only stores ...
         with pytest.raises(ImportError, match=r"PyOD is not installed: pip install \.\[peers\]"):
+            detector.fit(blobs(40, 1, 0))               # ... fit says what is missing
+        assert not hasattr(detector, "threshold_")
+        with pytest.raises(ImportError, match=r"PyOD is not installed"):
             make_detector(name, 1, "quick")
     assert PYOD_MISSING == "PyOD is not installed: pip install .[peers]"
+
+
+PYOD_TINY = {"pyod-autoencoder": dict(epochs=3, hidden=(64, 32)),
+             "pyod-vae": dict(epochs=3, encoder=(64, 32), latent_dim=8),
+             "pyod-deepsvdd": dict(epochs=3, hidden=(64, 32))}
 
 
 @pytest.mark.parametrize("name", PYOD_BASELINES)
 def test_pyod_peers(name):
     pytest.importorskip("pyod")
     train, test = blobs(200, 1, 0), blobs(64, 1, 1)
-    detector = make_detector(name, 1, "quick", seed=0, progress=False, epochs=3)
+    detector = make_detector(name, 1, "quick", seed=0, progress=False, **PYOD_TINY[name])
     with pytest.raises(NotFittedError):
-        detector.score(test)
+        detector.decision_function(test)
     detector.fit(train)
-    in_scores, out_scores = detector.score(test), detector.score(1.0 - test)
+    in_scores, out_scores = detector.decision_function(test), detector.decision_function(1.0 - test)
     assert in_scores.shape == (64,) and np.isfinite(in_scores).all()
     assert metrics.auroc(in_scores, out_scores) > 0.8
-    again = make_detector(name, 1, "quick", seed=0, progress=False, epochs=3).fit(train)
-    np.testing.assert_allclose(again.score(test), in_scores, rtol=1e-5, atol=1e-6)
+    again = make_detector(name, 1, "quick", seed=0, progress=False, **PYOD_TINY[name]).fit(train)
+    np.testing.assert_allclose(again.decision_function(test), in_scores, rtol=1e-5, atol=1e-6)
+
+
+def test_pyod_deepsvdd_needs_two_layers():
+    pytest.importorskip("pyod")
+    with pytest.raises(InputError, match=r"budget\['hidden'\]"):
+        make_detector("pyod-deepsvdd", 1, hidden=(16,))

@@ -1,35 +1,100 @@
-"""Trivial and classical references on raw pixels."""
+r"""Trivial and classical references on raw pixels: mean intensity, Isolation Forest, PCA."""
 from __future__ import annotations
+
+import time
 
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 
-from .base import BaseDetector, BudgetedDetector, subsample
+from ..api import BaseDetector
+from .base import BudgetedDetector, flat_pixels
+
+__all__ = ["MeanIntensityDetector", "IsolationForestDetector", "PCAReconstructionDetector"]
 
 
 class MeanIntensityDetector(BaseDetector):
-    """|mean pixel of the image - mean pixel of the training set|: the one-line baseline.
+    r"""Distance of an image's mean pixel from the training set's: the one-line baseline.
 
-    If this wins, the benchmark measures brightness, not out-of-distribution detection.
+    .. math:: s(x) = \left| \frac{1}{CHW} \sum_{c,h,w} x_{chw} - \mu_{\text{train}} \right|
+
+    with :math:`\mu_{\text{train}}` the mean pixel over all training images. If this wins, the
+    benchmark measures brightness, not out-of-distribution detection.
+
+    Parameters
+    ----------
+    in_channels : {1, 3} or None
+        Channels of the images; None takes them from the training images.
+    seed : int >= 0
+        Seeds the held-out split (the score itself has no randomness).
+    threshold_quantile : float in (0, 1]
+        ``threshold_`` keeps this share of held-out in-distribution images "in".
+    held_out_fraction : float in (0, 0.5)
+        Share of the training images held out to set ``threshold_``.
+
+    Attributes
+    ----------
+    train_mean_ : float
+        :math:`\mu_{\text{train}}`, in [0, 1].
+    history_ : dict
+        ``train_seconds`` and ``n_images``.
+    threshold_, in_channels_, n_train_
+        See :class:`ood_helpers.api.BaseDetector`.
+
+    Notes
+    -----
+    ``decision_function`` returns values in [0, 1]; higher = further from the training
+    brightness = more out-of-distribution.
     """
 
     name = "mean intensity"
 
-    def _fit(self, images):
-        self.train_mean_ = float(images.mean())
+    def __init__(self, in_channels=None, seed=0, threshold_quantile=0.95, held_out_fraction=0.1):
+        self.in_channels = in_channels
+        self.seed = seed
+        self.threshold_quantile = threshold_quantile
+        self.held_out_fraction = held_out_fraction
 
-    def _score(self, images):
-        return (images.mean(dim=(1, 2, 3)) - self.train_mean_).abs().numpy()
+    def _fit(self, train, held_out, generator):
+        start = time.perf_counter()
+        self.train_mean_ = float(train.detach().double().mean())
+        self.history_ = {"train_seconds": time.perf_counter() - start, "n_images": len(train)}
 
-
-def _flat(images) -> np.ndarray:
-    return images.flatten(1).numpy().astype(np.float32)
+    def _decision_batch(self, batch):
+        return (batch.double().mean(dim=(1, 2, 3)) - self.train_mean_).abs()
 
 
 class IsolationForestDetector(BudgetedDetector):
-    """scikit-learn's IsolationForest on raw pixels (seeded); score = minus its ``score_samples``,
-    so images isolated in few random splits score high."""
+    r"""scikit-learn's Isolation Forest (Liu, Ting & Zhou, ICDM 2008) on raw pixels.
+
+    Each of ``n_estimators`` random trees splits a random pixel at a random value until an image
+    is isolated; images isolated in few splits are anomalous. The score is
+
+    .. math:: s(x) = 2^{-\mathbb{E}[h(x)] / c(\psi)}
+
+    (scikit-learn's ``-score_samples``), with :math:`h(x)` the path length of :math:`x` in a tree,
+    :math:`\psi` = ``max_samples`` and :math:`c(\psi)` the average path length of an unsuccessful
+    binary-search-tree lookup among :math:`\psi` items. Values lie in (0, 1]; higher = isolated
+    sooner = more out-of-distribution.
+
+    Parameters
+    ----------
+    in_channels, preset, seed, budget, threshold_quantile, held_out_fraction, device, progress
+        See :class:`~ood_helpers.baselines.base.BudgetedDetector`; ``device`` and ``progress``
+        are ignored.
+
+    Attributes
+    ----------
+    model_ : sklearn.ensemble.IsolationForest
+        Fitted with ``random_state=seed`` on (N, C * 1024) flattened pixels.
+    budget_, history_, threshold_, in_channels_, n_train_
+        See :class:`~ood_helpers.baselines.base.BudgetedDetector`.
+
+    Notes
+    -----
+    Budget keys: ``n_estimators``, ``max_samples`` (capped at the number of images),
+    ``train_limit``.
+    """
 
     name = "IsolationForest"
     BUDGETS = {
@@ -38,19 +103,42 @@ class IsolationForestDetector(BudgetedDetector):
         "paper": dict(n_estimators=500, max_samples=512, train_limit=None),
     }
 
-    def _fit(self, images):
-        images = subsample(images, self.budget["train_limit"], self.seed)
-        self.model_ = IsolationForest(n_estimators=self.budget["n_estimators"],
-                                      max_samples=min(self.budget["max_samples"], len(images)),
-                                      random_state=self.seed, n_jobs=1).fit(_flat(images))
+    def _train(self, images, generator):
+        self.model_ = IsolationForest(n_estimators=self.budget_["n_estimators"],
+                                      max_samples=min(self.budget_["max_samples"], len(images)),
+                                      random_state=self.seed, n_jobs=1).fit(flat_pixels(images))
 
-    def _score(self, images):
-        return -self.model_.score_samples(_flat(images))
+    def _decision_batch(self, batch):
+        return -self.model_.score_samples(flat_pixels(batch))
 
 
 class PCAReconstructionDetector(BudgetedDetector):
-    """scikit-learn PCA on raw pixels; score = mean squared reconstruction error from the top
-    ``n_components`` principal components (what a linear autoencoder would give)."""
+    r"""Reconstruction error from the top principal components of the training pixels (Pearson 1901;
+    scikit-learn's randomized PCA): what a linear autoencoder would give.
+
+    .. math:: s(x) = \frac{1}{CHW} \left\| x - \mu - W W^\top (x - \mu) \right\|^2
+
+    with :math:`x` flattened to :math:`CHW` values, :math:`\mu` the training mean and :math:`W`
+    the top ``n_components`` principal directions. Values are >= 0; higher = worse linear
+    reconstruction = more out-of-distribution.
+
+    Parameters
+    ----------
+    in_channels, preset, seed, budget, threshold_quantile, held_out_fraction, device, progress
+        See :class:`~ood_helpers.baselines.base.BudgetedDetector`; ``device`` and ``progress``
+        are ignored.
+
+    Attributes
+    ----------
+    model_ : sklearn.decomposition.PCA
+        Fitted with ``random_state=seed``; ``n_components`` is capped at (images - 1).
+    budget_, history_, threshold_, in_channels_, n_train_
+        See :class:`~ood_helpers.baselines.base.BudgetedDetector`.
+
+    Notes
+    -----
+    Budget keys: ``n_components``, ``train_limit``.
+    """
 
     name = "PCA reconstruction"
     BUDGETS = {
@@ -59,13 +147,12 @@ class PCAReconstructionDetector(BudgetedDetector):
         "paper": dict(n_components=128, train_limit=None),
     }
 
-    def _fit(self, images):
-        images = subsample(images, self.budget["train_limit"], self.seed)
-        flat = _flat(images)
-        n_components = min(self.budget["n_components"], flat.shape[0] - 1, flat.shape[1])
+    def _train(self, images, generator):
+        flat = flat_pixels(images)
+        n_components = min(self.budget_["n_components"], flat.shape[0] - 1, flat.shape[1])
         self.model_ = PCA(n_components=n_components, svd_solver="randomized", random_state=self.seed).fit(flat)
 
-    def _score(self, images):
-        flat = _flat(images)
+    def _decision_batch(self, batch):
+        flat = flat_pixels(batch)
         reconstruction = self.model_.inverse_transform(self.model_.transform(flat))
-        return ((flat - reconstruction) ** 2).mean(1)
+        return np.mean((flat - reconstruction) ** 2, axis=1, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""DSEBM: deep structured energy-based model (Zhai, Cheng, Lu & Zhang, ICML 2016).
+r"""DSEBM: deep structured energy-based model (Zhai, Cheng, Lu & Zhang, ICML 2016).
 
 The energy of an image x is
 
@@ -23,6 +23,18 @@ from .deep import DeepBaseline
 
 
 class EnergyNet(nn.Module):
+    """The energy :math:`E(x) = \\tfrac12 \\|x - b'\\|^2 - \\sum_j \\mathrm{softplus}(h_j(x))` of
+    (N, C, 32, 32) images.
+
+    Parameters
+    ----------
+    in_channels : int
+    width : int
+        Channels of the first stride-2 convolution (doubled in the second).
+    features : int
+        Number of units :math:`h_j`.
+    """
+
     def __init__(self, in_channels: int, width: int, features: int):
         super().__init__()
         self.body = nn.Sequential(
@@ -38,7 +50,36 @@ class EnergyNet(nn.Module):
 
 
 class DSEBMDetector(DeepBaseline):
-    """Deep structured energy-based model trained by denoising score matching; score = energy."""
+    r"""Deep structured energy-based model (Zhai, Cheng, Lu & Zhang, "Deep Structured Energy
+    Based Models for Anomaly Detection", ICML 2016), trained by denoising score matching;
+    score = energy of the clean image (the paper's energy criterion).
+
+    .. math::
+
+        s(x) = E_\theta(x) = \tfrac{1}{2} \lVert x - b' \rVert^2 - \sum_j \mathrm{softplus}(h_j(x))
+
+    with :math:`b'` a learned image-shaped bias and :math:`h` a small convolutional network; the
+    model density is :math:`p(x) \propto e^{-E(x)}`, so higher energy = less likely = more
+    out-of-distribution. Values are real numbers (nats up to the unknown log normaliser).
+    Training minimises :math:`\lVert x - (\tilde x - \nabla_x E(\tilde x)) \rVert^2` with
+    :math:`\tilde x = x + \sigma \epsilon`, :math:`\sigma` = ``noise_std``.
+
+    Parameters
+    ----------
+    in_channels, preset, seed, budget, threshold_quantile, held_out_fraction, device, progress
+        See :class:`~ood_helpers.baselines.base.BudgetedDetector`.
+
+    Attributes
+    ----------
+    model_ : EnergyNet
+    budget_, device_, history_, threshold_, in_channels_, n_train_
+        See :class:`~ood_helpers.baselines.deep.DeepBaseline`.
+
+    Notes
+    -----
+    Budget keys: ``epochs``, ``width``, ``features``, ``noise_std``, ``batch_size``, ``lr``,
+    ``train_limit``.
+    """
 
     name = "DSEBM"
     BUDGETS = {
@@ -49,14 +90,14 @@ class DSEBMDetector(DeepBaseline):
     }
 
     def _build(self):
-        return EnergyNet(self.in_channels, self.budget["width"], self.budget["features"])
+        return EnergyNet(self.in_channels_, self.budget_["width"], self.budget_["features"])
 
     def _loss(self, batch, generator):
-        noisy = batch + self.budget["noise_std"] * torch.randn(batch.shape, generator=generator).to(self.device)
-        noisy.requires_grad_(True)
-        grad = torch.autograd.grad(self.model.energy(noisy).sum(), noisy, create_graph=True)[0]
+        noise = torch.randn(batch.shape, generator=generator).to(self.device_)
+        noisy = (batch + self.budget_["noise_std"] * noise).requires_grad_(True)
+        grad = torch.autograd.grad(self.model_.energy(noisy).sum(), noisy, create_graph=True)[0]
         reconstruction = noisy - grad
         return (batch - reconstruction).pow(2).flatten(1).sum(1).mean()
 
-    def _score_batch(self, batch, generator):
-        return self.model.energy(batch)
+    def _score(self, batch):
+        return self.model_.energy(batch)

@@ -1,4 +1,4 @@
-"""A small gated PixelCNN (van den Oord et al. 2016) as an autoregressive likelihood baseline.
+r"""A small gated PixelCNN (van den Oord et al. 2016) as an autoregressive likelihood baseline.
 
 Architecture: gated layers with a vertical stack (rows above) and a horizontal stack (pixels to
 the left in the same row), which removes the blind spot of the original masked PixelCNN. The
@@ -22,7 +22,17 @@ from .deep import DeepBaseline
 
 
 class GatedLayer(nn.Module):
-    """One gated PixelCNN layer; ``first`` = mask type A (the current pixel is hidden)."""
+    """One gated PixelCNN layer; ``first`` = mask type A (the current pixel is hidden).
+
+    Parameters
+    ----------
+    channels : int
+        Feature channels of both stacks.
+    kernel : int
+        Odd kernel size.
+    first : bool
+        Mask type A (the first layer) instead of B.
+    """
 
     def __init__(self, channels: int, kernel: int, first: bool):
         super().__init__()
@@ -46,6 +56,7 @@ class GatedLayer(nn.Module):
         return torch.tanh(a) * torch.sigmoid(b)
 
     def forward(self, v, h):
+        """(vertical, horizontal) feature maps (N, channels, H, W) -> the next layer's pair."""
         half = self.kernel // 2
         # vertical: output row i sees input rows i-half .. i (row i masked away in the first layer)
         v_pre = F.conv2d(F.pad(v, (half, half, half, 0)), self.vertical.weight * self.vertical_mask,
@@ -60,13 +71,28 @@ class GatedLayer(nn.Module):
 
 
 def mixture_parameter_count(in_channels: int, n_mix: int) -> int:
-    """Logit, then per channel a mean and a log scale, plus the C(C-1)/2 linear coefficients."""
+    """Output channels of the mixture head: per component a logit, per image channel a mean and a
+    log scale, plus the C(C-1)/2 linear coefficients between channels."""
     return n_mix * (1 + 2 * in_channels + in_channels * (in_channels - 1) // 2)
 
 
 def discretized_mix_logistic_nll(x: torch.Tensor, params: torch.Tensor, n_mix: int) -> torch.Tensor:
-    """Per-image negative log-likelihood (nats) of ``x`` in [-1, 1] (N, C, H, W) under a mixture of
-    discretized logistics over 256 bins; ``params`` (N, mixture_parameter_count, H, W)."""
+    """Per-image negative log-likelihood (nats) under a mixture of discretized logistics over 256 bins
+    (Salimans et al. 2017).
+
+    Parameters
+    ----------
+    x : torch.Tensor (N, C, H, W)
+        Pixel values rescaled to [-1, 1].
+    params : torch.Tensor (N, mixture_parameter_count(C, n_mix), H, W)
+    n_mix : int
+        Mixture components.
+
+    Returns
+    -------
+    torch.Tensor (N,)
+        :math:`-\\sum_{c,h,w} \\log P(x_{chw} \\mid x_{<chw})` in nats, >= 0.
+    """
     n, c, height, width = x.shape
     logits = params[:, :n_mix]                                             # N, M, H, W
     rest = params[:, n_mix:].reshape(n, -1, c, n_mix, height, width)       # N, 2 or 3, C, M, H, W
@@ -93,6 +119,20 @@ def discretized_mix_logistic_nll(x: torch.Tensor, params: torch.Tensor, n_mix: i
 
 
 class GatedPixelCNN(nn.Module):
+    """Gated PixelCNN: a 1x1 input convolution, ``layers`` gated layers (the first of mask type A,
+    ``first_kernel`` wide; the others type B, 3 wide), and a 1x1 head giving the mixture parameters.
+
+    Parameters
+    ----------
+    in_channels : int
+    channels : int
+        Feature channels.
+    layers : int
+    n_mix : int
+        Logistic mixture components per pixel.
+    first_kernel : int
+    """
+
     def __init__(self, in_channels: int, channels: int, layers: int, n_mix: int, first_kernel: int = 5):
         super().__init__()
         self.n_mix = n_mix
@@ -118,27 +158,56 @@ class GatedPixelCNN(nn.Module):
 
 
 class PixelCNNDetector(DeepBaseline):
-    """Small gated PixelCNN; score = negative log-likelihood in bits per dimension."""
+    r"""Small gated PixelCNN (van den Oord, Kalchbrenner, Vinyals, Espeholt, Graves & Kavukcuoglu,
+    "Conditional Image Generation with PixelCNN Decoders", NeurIPS 2016) with a discretized
+    logistic mixture output (Salimans et al., PixelCNN++, ICLR 2017); score = negative
+    log-likelihood in bits per dimension.
+
+    .. math::
+
+        s(x) = -\frac{1}{C H W \ln 2} \sum_{i=1}^{CHW} \ln p_\theta(x_i \mid x_{<i})
+
+    over the 256 intensity levels of each subpixel in raster order. Values are >= 0 (8 = a
+    uniform guess); higher = less likely = more out-of-distribution.
+
+    Parameters
+    ----------
+    in_channels, preset, seed, budget, threshold_quantile, held_out_fraction, device, progress
+        See :class:`~ood_helpers.baselines.base.BudgetedDetector`.
+
+    Attributes
+    ----------
+    model_ : GatedPixelCNN
+    budget_, device_, history_, threshold_, in_channels_, n_train_
+        See :class:`~ood_helpers.baselines.deep.DeepBaseline`.
+
+    Notes
+    -----
+    Budget keys: ``epochs``, ``channels``, ``layers``, ``first_kernel``, ``n_mix``,
+    ``batch_size``, ``lr``, ``train_limit``. Trained by minimising the same bits per dimension.
+    Scoring is the most memory-hungry of the baselines: lower ``decision_function``'s
+    ``batch_size`` on a small GPU.
+    """
 
     name = "PixelCNN"
     BUDGETS = {
         "quick": dict(epochs=1, channels=12, layers=4, first_kernel=5, n_mix=3, batch_size=32, lr=2e-3,
-                      train_limit=1200, score_batch_size=128),
+                      train_limit=1200),
         "classroom": dict(epochs=2, channels=16, layers=5, first_kernel=5, n_mix=5, batch_size=32, lr=1e-3,
-                          train_limit=3600, score_batch_size=128),
+                          train_limit=3600),
         "paper": dict(epochs=50, channels=64, layers=12, first_kernel=7, n_mix=10, batch_size=64, lr=3e-4,
-                      train_limit=None, score_batch_size=256),
+                      train_limit=None),
     }
 
     def _build(self):
-        b = self.budget
-        return GatedPixelCNN(self.in_channels, b["channels"], b["layers"], b["n_mix"], b["first_kernel"])
+        b = self.budget_
+        return GatedPixelCNN(self.in_channels_, b["channels"], b["layers"], b["n_mix"], b["first_kernel"])
 
     def _bits_per_dim(self, batch):
-        return self.model.nll(batch) / (math.log(2.0) * batch[0].numel())
+        return self.model_.nll(batch) / (math.log(2.0) * batch[0].numel())
 
     def _loss(self, batch, generator):
         return self._bits_per_dim(batch).mean()
 
-    def _score_batch(self, batch, generator):
+    def _score(self, batch):
         return self._bits_per_dim(batch)
