@@ -1,13 +1,19 @@
 """MNIST and CIFAR-10 in one common geometry: 32x32 float images in [0, 1].
 
 Where the data comes from, in order: the ``root`` argument, the ``OOD_DATA_DIR`` environment
-variable, then ``./data``. MNIST is read with ``torchvision.datasets.MNIST``; CIFAR-10 with
-``torchvision.datasets.CIFAR10`` when the original batches are there, else from the offline
-JPEG copy (``cifar10-jpg/{train,test}/<class>/*.jpg``) listed by
-``torchvision.datasets.ImageFolder``. Nothing is ever written into the data folder unless the
-caller passes ``download=True``.
+variable, then ``./data``. MNIST is read from the uncompressed IDX files in ``MNIST/raw`` (with
+torchvision's IDX reader); CIFAR-10 with ``torchvision.datasets.CIFAR10`` when
+``cifar-10-batches-py`` holds all its batch files, else from the offline JPEG copy
+(``cifar10-jpg/{train,test}/<class>/*.jpg``). Nothing is ever written into the data folder
+unless the caller passes ``download=True``.
 
-Decoded datasets are cached in memory, so a notebook that asks twice decodes once.
+What is found is verified before it is used, and a fault names the file or folder and the fix
+(:class:`DatasetCorruptError`): each MNIST file's exact size; CIFAR-10's ten class folders by
+name (labels come from the names, never from sorted positions; folders starting with '.' such
+as ``.ipynb_checkpoints`` are ignored), the number of images in each, and every JPEG's decoding.
+
+Decoded datasets are cached in memory, so a notebook that asks twice decodes once; callers always
+get copies, never the cached tensors.
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .validation import InputError, check_choice
+from .validation import (IMAGE_SIZE, InputError, _geometry, _Hints, _is_integer, _to_tensor, _to_unit_float, _values,
+                         check_choice, check_positive_int)
 
 DATASETS = ("mnist", "cifar10")
 CHANNELS = {"mnist": 1, "cifar10": 3}
@@ -42,18 +49,52 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset is not on disk and downloading was not allowed."""
 
 
+class DatasetCorruptError(DatasetNotFoundError):
+    """A dataset folder is there but incomplete or damaged.
+
+    The message names the file or folder at fault and the fix. A subclass of
+    :class:`DatasetNotFoundError`, so code that catches a missing dataset catches this too.
+    """
+
+
+# MNIST: the four uncompressed IDX files torchvision reads from MNIST/raw, with their exact sizes
+MNIST_FILES = {
+    "train": (("train-images-idx3-ubyte", 47040016), ("train-labels-idx1-ubyte", 60008)),
+    "test": (("t10k-images-idx3-ubyte", 7840016), ("t10k-labels-idx1-ubyte", 10008)),
+}
+# CIFAR-10's class names in label order: the JPEG copy is labelled by folder name, never by position
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# images per class folder in the complete JPEG copy
+CIFAR10_JPG_PER_CLASS = {"train": 5000, "test": 1000}
+# files torchvision.datasets.CIFAR10 needs in cifar-10-batches-py (it checks all seven for either split)
+CIFAR10_BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+_RESTORE = "restore it from the dataset copy (the complete data folder this one was copied from)"
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data folder: ``root`` if given, else ``$OOD_DATA_DIR``, else ``./data``."""
+    """The data folder.
+
+    Parameters
+    ----------
+    root : str, os.PathLike or None
+        Used when given.
+
+    Returns
+    -------
+    pathlib.Path
+        ``root`` if given, else ``$OOD_DATA_DIR``, else ``./data``.
+    """
     if root is not None:
         return Path(root)
     env = os.environ.get("OOD_DATA_DIR")
     return Path(env) if env else Path("data")
 
 
-def _not_found(name: str, root: Path, searched: list[Path]) -> DatasetNotFoundError:
+def _not_found(name: str, root: Path, searched: list[Path], detail: str = "") -> DatasetNotFoundError:
     where = "\n  ".join(str(p) for p in searched)
     return DatasetNotFoundError(
-        f"{PRETTY[name]} was not found under the data folder '{root}'. Searched:\n  {where}\n"
+        f"{PRETTY[name]} was not found under the data folder '{root}'. Searched:\n  {where}\n{detail}"
         f"Fix: set the environment variable OOD_DATA_DIR to the folder that holds it "
         f"(the folder with MNIST/raw and cifar10-jpg or cifar-10-batches-py), or pass download=True "
         f"(needs internet; torchvision then downloads into '{root}').")
@@ -75,89 +116,329 @@ def _pad_to_32(images: torch.Tensor) -> torch.Tensor:
     return F.pad(images, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
 
 
-@functools.lru_cache(maxsize=8)
-def _load_raw(name: str, train: bool, root: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode a whole split once: (uint8 images N x C x 32 x 32, int64 labels N)."""
+# --------------------------------------------------------------------------- MNIST
+
+def _load_mnist(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision import datasets
+    from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    root_path = Path(root)
-    if name == "mnist":
-        raw = root_path / "MNIST" / "raw"
-        if download:
-            _check_writable_for_download(root_path)
-        elif not raw.is_dir() or not any(raw.iterdir()):
-            raise _not_found(name, root_path, [raw])
-        try:
-            ds = datasets.MNIST(str(root_path), train=train, download=download)
+    raw = root / "MNIST" / "raw"
+    if download:
+        _check_writable_for_download(root)
+        try:  # torchvision fetches the four files when any is missing, then checks them below
+            datasets.MNIST(str(root), train=split == "train", download=True)
         except RuntimeError as err:
-            raise _not_found(name, root_path, [raw]) from err
-        return _pad_to_32(ds.data.unsqueeze(1)), ds.targets.clone().long()
+            raise _not_found("mnist", root, [raw], f"Downloading failed: {err}\n") from err
+    if not raw.is_dir():
+        raise _not_found("mnist", root, [raw])
+    every = [f for files in MNIST_FILES.values() for f, _ in files]
+    if not any((raw / f).exists() or (raw / f"{f}.gz").exists() for f in every):
+        raise _not_found("mnist", root, [raw], f"'{raw}' is there but holds none of MNIST's files ({', '.join(every)}).\n")
+    problems = []
+    for filename, size in MNIST_FILES[split]:
+        path = raw / filename
+        if not path.is_file():
+            gz = raw / f"{filename}.gz"
+            problems.append(f"{path} is missing" + (f" (only {gz.name} is there: decompress it, gunzip -k '{gz}')"
+                                                   if gz.is_file() else ""))
+        elif path.stat().st_size != size:
+            actual = path.stat().st_size
+            problems.append(f"{path} has {actual:,} bytes, expected {size:,} "
+                            f"({'truncated' if actual < size else 'too long'})")
+    if problems:
+        raise DatasetCorruptError(
+            f"MNIST ({split} split) under '{root}' is incomplete:\n  " + "\n  ".join(problems) +
+            f"\nFix: {_RESTORE.replace('it', 'these uncompressed IDX files')}, or delete them and pass "
+            f"download=True (needs internet; torchvision downloads MNIST again into '{root}').")
+    (images_file, _), (labels_file, _) = MNIST_FILES[split]
+    loaded = []
+    for filename, reader in ((images_file, read_image_file), (labels_file, read_label_file)):
+        try:
+            loaded.append(reader(str(raw / filename)))
+        except Exception as err:  # torchvision asserts on a bad header; name the file, whatever it raised
+            raise DatasetCorruptError(
+                f"MNIST file '{raw / filename}' has the expected size but is not a valid IDX file "
+                f"({type(err).__name__}: {err}). Fix: {_RESTORE}.") from err
+    images, labels = loaded
+    return _pad_to_32(images.unsqueeze(1)), labels.long()
 
-    batches = root_path / "cifar-10-batches-py"
-    jpg = root_path / "cifar10-jpg" / ("train" if train else "test")
-    if batches.is_dir() or download:
-        if download:
-            _check_writable_for_download(root_path)
-        ds = datasets.CIFAR10(str(root_path), train=train, download=download)
-        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-        return images, torch.tensor(ds.targets, dtype=torch.long)
-    if not jpg.is_dir():
-        raise _not_found(name, root_path, [batches, jpg])
-    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+def _missing_batches(batches: Path) -> list[str] | None:
+    """None when the folder is absent, else the expected batch files it lacks ([] = complete)."""
+    if not batches.is_dir():
+        return None
+    return [f for f in CIFAR10_BATCH_FILES if not (batches / f).is_file()]
+
+
+def _load_cifar_batches(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision import datasets
+    from torchvision.datasets.utils import check_integrity
 
     try:
-        folder = datasets.ImageFolder(str(jpg))
-    except FileNotFoundError as err:
-        raise _not_found(name, root_path, [batches, jpg]) from err
+        ds = datasets.CIFAR10(str(root), train=train, download=download)
+    except RuntimeError as err:
+        batches = root / datasets.CIFAR10.base_folder
+        bad = [f for f, md5 in datasets.CIFAR10.train_list + datasets.CIFAR10.test_list
+               if not check_integrity(str(batches / f), md5)]
+        if download or not bad:
+            raise DatasetNotFoundError(f"CIFAR-10 could not be read from '{batches}': {err}") from err
+        raise DatasetCorruptError(
+            f"CIFAR-10 batch file(s) in '{batches}' are damaged (MD5 checksum differs): {', '.join(bad)}. "
+            f"Fix: {_RESTORE.replace('it', 'them')}, or delete '{batches}' and pass download=True "
+            f"(needs internet).") from err
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor(ds.targets, dtype=torch.long)
+
+
+def _list_cifar_jpg(folder: Path, split: str) -> tuple[list[Path], list[int]]:
+    """Verify the JPEG copy's class folders (by name) and image counts; return (files, labels)."""
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    missing = [c for c in CIFAR10_CLASSES if c not in found]
+    extra = [f for f in found if f not in CIFAR10_CLASSES]
+    if missing or extra:
+        raise DatasetCorruptError(
+            f"The CIFAR-10 JPEG copy '{folder}' does not hold exactly CIFAR-10's ten class folders "
+            f"({', '.join(CIFAR10_CLASSES)}): missing {missing or 'none'}, unexpected {extra or 'none'}. Labels "
+            f"come from folder names, so a missing or extra folder would mislabel images. Fix: restore the "
+            f"missing folder(s) from the dataset copy and move unexpected folder(s) out of '{folder}' "
+            f"(folders whose name starts with '.' are ignored).")
+    files = {c: sorted(p for p in (folder / c).iterdir() if p.is_file() and not p.name.startswith(".")
+                       and p.suffix.lower() in JPEG_SUFFIXES) for c in CIFAR10_CLASSES}
+    empty = [c for c in CIFAR10_CLASSES if not files[c]]
+    if empty:
+        others = sum(len(v) for v in files.values())
+        raise DatasetCorruptError(
+            f"CIFAR-10 class folder(s) {', '.join(repr(str(folder / c)) for c in empty)} hold no JPEG images "
+            f"(the other class folders hold {others:,}). Fix: {_RESTORE.replace('it', 'their images')}.")
+    expected = CIFAR10_JPG_PER_CLASS[split]
+    wrong = [c for c in CIFAR10_CLASSES if len(files[c]) != expected]
+    if wrong:
+        counts = "; ".join(f"'{folder / c}' holds {len(files[c]):,}" for c in wrong)
+        raise DatasetCorruptError(
+            f"CIFAR-10 JPEG copy '{folder}' is incomplete: each class folder of the {split} split must hold "
+            f"{expected:,} images, but {counts}. Fix: {_RESTORE.replace('it', 'the missing images')}, and move out images that do not belong.")
+    paths = [p for c in CIFAR10_CLASSES for p in files[c]]
+    labels = [i for i, c in enumerate(CIFAR10_CLASSES) for _ in files[c]]
+    return paths, labels
+
+
+def _decode_jpegs(paths: list[Path]) -> torch.Tensor:
+    """Decode CIFAR-10 JPEGs to uint8 (N, 3, 32, 32); a bad file is named, never a bare decoder error."""
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+    def fail(bad):
+        listed = "\n  ".join(f"{path} ({reason})" for path, reason in bad[:10])
+        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        return DatasetCorruptError(
+            f"{len(bad)} CIFAR-10 JPEG file(s) cannot be read as a 32x32 image:\n  {listed}{more}\n"
+            f"Fix: {_RESTORE.replace('it', 'each file')}; the folder is read as a whole, so every file must be intact.")
+
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its image io in favour of torchcodec; it is still the fastest here
         warnings.simplefilter("ignore", DeprecationWarning)
-        decoded = decode_jpeg([read_file(path) for path, _ in folder.samples], mode=ImageReadMode.RGB)
-    return torch.stack(decoded), torch.tensor(folder.targets, dtype=torch.long)
+        readable, bad = [], []
+        for path in paths:
+            try:
+                readable.append((path, read_file(str(path))))
+            except RuntimeError as err:
+                bad.append((path, "empty file" if path.stat().st_size == 0 else str(err).split(", ")[-1]))
+        decoded = None
+        if not bad:
+            try:  # the fast path: one call for the whole split
+                decoded = decode_jpeg([raw for _, raw in readable], mode=ImageReadMode.RGB)
+            except RuntimeError:
+                decoded = None
+        if decoded is None:  # something is wrong: decode file by file to name every bad one
+            decoded = []
+            for path, raw in readable:
+                try:
+                    decoded.append(decode_jpeg(raw, mode=ImageReadMode.RGB))
+                except RuntimeError as err:
+                    bad.append((path, str(err).split(", ")[-1]))
+            if bad:
+                raise fail(bad)
+    bad = [(path, f"decoded shape {tuple(image.shape)}, expected (3, 32, 32)")
+           for path, image in zip(paths, decoded) if tuple(image.shape) != (3, 32, 32)]
+    if bad:
+        raise fail(bad)
+    return torch.stack(decoded)
+
+
+def _load_cifar(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    train = split == "train"
+    batches = root / "cifar-10-batches-py"
+    jpg = root / "cifar10-jpg" / split
+    if download:
+        _check_writable_for_download(root)
+        return _load_cifar_batches(root, train, True)
+    lacks = _missing_batches(batches)
+    if lacks == []:
+        return _load_cifar_batches(root, train, False)
+    batch_note = "" if lacks is None else (f"'{batches}' is there but lacks {', '.join(lacks)}, so the JPEG copy "
+                                           f"'{jpg}' was used instead.\n")
+    if not jpg.is_dir():
+        raise _not_found("cifar10", root, [batches, jpg], batch_note.replace("was used instead", "was looked for")
+                         + (f"'{jpg}' is missing.\n" if lacks is not None else ""))
+    try:
+        paths, labels = _list_cifar_jpg(jpg, split)
+        return _decode_jpegs(paths), torch.tensor(labels, dtype=torch.long)
+    except DatasetCorruptError as err:
+        if batch_note:
+            raise DatasetCorruptError(f"{batch_note}{err}") from None
+        raise
+
+
+@functools.lru_cache(maxsize=8)
+def _load_raw(name: str, train: bool, root: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode a whole split once: (uint8 images N x C x 32 x 32, int64 labels N). Cached: never hand out."""
+    split = "train" if train else "test"
+    if name == "mnist":
+        return _load_mnist(Path(root), split, download)
+    return _load_cifar(Path(root), split, download)
+
+
+def _check_classes(classes, name: str):
+    if classes is None:
+        return None
+    labels = ", ".join(f"{i}={c}" for i, c in enumerate(CIFAR10_CLASSES)) if name == "cifar10" else "the digits 0-9"
+    if isinstance(classes, (str, bytes)) or _is_integer(classes) or not hasattr(classes, "__iter__"):
+        fix = f"classes=[{int(classes)}]" if _is_integer(classes) else "classes=[0, 1, 2, 3, 4]"
+        raise InputError(f"classes: expected a list of labels 0-9 ({labels}), got {classes!r}. Fix: {fix}.")
+    values = list(classes)
+    bad = [c for c in values if not _is_integer(c) or not 0 <= int(c) <= 9]
+    if not values or bad:
+        valid = [int(c) for c in values if c not in bad]
+        raise InputError(f"classes: expected a non-empty list of labels 0-9 ({labels}), got {values!r}"
+                         + (f"; not valid: {bad!r}" if bad else "") +
+                         f". Fix: e.g. classes={valid or [0, 1, 2, 3, 4]}.")
+    return [int(c) for c in values]
 
 
 def load_images(name: str, split: str = "train", root=None, download: bool = False,
                 classes=None, limit: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and labels of one dataset split, in its own channels.
+    """Images and labels of one dataset split, in the dataset's own channels.
 
-    Returns (uint8 tensor N x C x 32 x 32 with C = 1 for MNIST and 3 for CIFAR-10, int64 labels N).
-    ``classes`` keeps only those labels; ``limit`` draws that many images at random (seeded,
-    order preserved). Labels are returned for defining benchmarks, never for training.
+    Parameters
+    ----------
+    name : {"mnist", "cifar10"}
+    split : {"train", "test"}
+    root : str, os.PathLike or None
+        Data folder; see :func:`data_root`.
+    download : bool
+        Let torchvision download into ``root`` (needs internet and a writable folder).
+    classes : list of int or None
+        Keep only these labels (0-9; CIFAR-10: 0=airplane ... 9=truck). None keeps all.
+    limit : int or None
+        Draw this many images at random (seeded by ``seed``, dataset order preserved); >= 1.
+        A limit at or above the number of images returns them all.
+    seed : int
+        Seed of the ``limit`` draw.
+
+    Returns
+    -------
+    images : torch.Tensor
+        uint8 (N, C, 32, 32), values 0-255; C = 1 for MNIST (28x28 padded with a 2-pixel black
+        border) and 3 for CIFAR-10. A fresh copy: changing it never changes later loads.
+    labels : torch.Tensor
+        int64 (N,). For defining benchmarks, never for training a detector.
+
+    Raises
+    ------
+    InputError
+        For an unknown ``name`` or ``split``, ``classes`` outside 0-9, a ``limit`` that is not
+        None or a positive int, or a non-integer ``seed``.
+    DatasetNotFoundError
+        When the dataset is not in the data folder (the message names the folders searched and
+        the fix).
+    DatasetCorruptError
+        When it is there but incomplete or damaged: a missing or truncated MNIST file, a corrupt
+        JPEG, an empty, missing or extra CIFAR-10 class folder, or a wrong image count. The
+        message names the file or folder and the fix.
     """
     check_choice(name, DATASETS, "name")
     check_choice(split, ("train", "test"), "split")
+    classes = _check_classes(classes, name)
+    if limit is not None:
+        limit = check_positive_int(limit, "limit", example=1000)
+    if not _is_integer(seed):
+        raise InputError(f"seed: expected an integer, got {seed!r} (type {type(seed).__name__}). Fix: seed=0.")
     images, labels = _load_raw(name, split == "train", str(data_root(root)), bool(download))
+    copied = False
     if classes is not None:
-        keep = torch.isin(labels, torch.tensor(list(classes)))
-        images, labels = images[keep], labels[keep]
+        keep = torch.isin(labels, torch.tensor(classes))
+        images, labels, copied = images[keep], labels[keep], True
     if limit is not None and limit < len(images):
-        if limit <= 0:
-            raise InputError(f"limit: expected a positive number of images, got {limit}.")
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(int(seed))
         index = torch.randperm(len(images), generator=generator)[:limit].sort().values
-        images, labels = images[index], labels[index]
+        images, labels, copied = images[index], labels[index], True
+    if not copied:  # the cached tensors themselves: hand out copies, so callers cannot corrupt the cache
+        images, labels = images.clone(), labels.clone()
     return images, labels
 
 
-def to_geometry(images: torch.Tensor, channels: int) -> torch.Tensor:
-    """Convert images to float (N, channels, 32, 32) in [0, 1].
+def to_geometry(images, channels: int) -> torch.Tensor:
+    """Convert images to the common geometry: float32 (N, channels, 32, 32) in [0, 1].
 
-    uint8 input is scaled by 1/255; RGB becomes grayscale with the ITU-R 601 luma weights;
-    grayscale is repeated to RGB; other sizes are resized (bilinear) to 32x32.
+    Parameters
+    ----------
+    images : torch.Tensor or numpy.ndarray
+        (N, C, H, W), (N, H, W) (single-channel) or (H, W) (one single-channel image), channel
+        first, C = 1 or 3; uint8 0-255 or float in [0, 1] (values within 1e-6 of it are clipped).
+        A map-style Dataset or a PIL image is first stacked as by
+        :func:`ood_helpers.validation.as_image_batch`.
+    channels : {1, 3}
+        Channels of the result.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 (N, channels, 32, 32) in [0, 1]. uint8 is scaled by 1/255. Images no larger than
+        32x32 in both dimensions are zero-padded, centered (a black border; MNIST's 28x28 gets the
+        same 2-pixel border as in training); images larger in either dimension are resized to 32x32
+        with bilinear, antialiased interpolation (``torchvision.transforms.functional.resize``;
+        aspect ratio not kept). RGB becomes grayscale with the ITU-R 601 luma weights
+        (0.299, 0.587, 0.114); grayscale is repeated to RGB.
+
+    Raises
+    ------
+    InputError
+        For ``channels`` other than 1 or 3; images that are not 2-4 dimensional, empty, RGBA or
+        channel-last; an integer or bool dtype; NaN/inf or values outside [0, 1] (the message
+        gives the fix, as for :func:`ood_helpers.validation.as_image_batch`).
     """
-    if images.dim() == 3:
-        images = images.unsqueeze(1)
-    images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    if images.shape[-2:] != (32, 32):
-        images = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False).clamp(0, 1)
-    if images.shape[1] == channels:
-        return images
-    if images.shape[1] == 3 and channels == 1:
+    from torchvision.transforms.functional import InterpolationMode, resize
+
+    if not _is_integer(channels) or channels not in (1, 3):
+        raise InputError(f"channels: expected 1 (grayscale) or 3 (RGB), got {channels!r}.")
+    tensor, numpy = _to_tensor(images, "images")
+    if tensor.dim() == 2:
+        tensor = tensor[None, None]
+    elif tensor.dim() == 3:
+        tensor = tensor.unsqueeze(1)
+    if tensor.dim() != 4:
+        raise InputError(f"images: expected 4 dimensions (N, C, H, W), (N, H, W) or (H, W), got shape "
+                         f"{tuple(tensor.shape)}.")
+    if len(tensor) == 0:
+        raise InputError(f"images: the batch is empty (shape {tuple(tensor.shape)}); pass at least one image.")
+    n, c, h, w = tensor.shape
+    if c not in (1, 3):  # raises, naming the layout and the fix: channel-last, RGBA, other counts
+        _geometry(tensor, channels, "images", numpy)
+    hints = _Hints("images", numpy)
+    tensor = _to_unit_float(tensor, _values(tensor, hints))
+    if (h, w) != (IMAGE_SIZE, IMAGE_SIZE):
+        if h <= IMAGE_SIZE and w <= IMAGE_SIZE:
+            tensor = _pad_to_32(tensor)
+        else:
+            tensor = resize(tensor, [IMAGE_SIZE, IMAGE_SIZE], interpolation=InterpolationMode.BILINEAR,
+                            antialias=True).clamp_(0.0, 1.0)
+    if tensor.shape[1] == channels:
+        return tensor
+    if channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        return (images * weights).sum(1, keepdim=True)
-    if images.shape[1] == 1 and channels == 3:
-        return images.repeat(1, 3, 1, 1)
-    raise InputError(f"channels: cannot convert {images.shape[1]} channel(s) to {channels}; expected 1 or 3.")
+        return (tensor * weights).sum(1, keepdim=True)
+    return tensor.repeat(1, 3, 1, 1)
 
 
 @dataclass
@@ -181,7 +462,23 @@ class OODData:
 
 
 def describe_setting(setting: str) -> tuple[str, str]:
-    """Human-readable (in, out) names of a setting, e.g. ('CIFAR-10', 'MNIST')."""
+    """Human-readable (in, out) names of a setting.
+
+    Parameters
+    ----------
+    setting : str
+        A key of ``SETTINGS``.
+
+    Returns
+    -------
+    (str, str)
+        E.g. ('CIFAR-10', 'MNIST') or ('MNIST classes 0,1,2,3,4', 'MNIST classes 5,6,7,8,9').
+
+    Raises
+    ------
+    InputError
+        For an unknown ``setting``.
+    """
     spec = SETTINGS[check_choice(setting, tuple(SETTINGS), "setting")]
     name_in, name_out = PRETTY[spec["in_data"]], PRETTY[spec["out_data"]]
     if spec["in_classes"] is not None:
@@ -194,10 +491,44 @@ def load_setting(setting: str, train_limit: int | None = None, root=None, downlo
                  eval_size: int = EVAL_SIZE, seed: int = 0) -> OODData:
     """Load a benchmark setting (see ``SETTINGS``) in the in-distribution geometry.
 
-    ``train_limit`` caps the number of in-distribution training images (drawn with ``seed``).
-    The test draw does not depend on ``seed``: every run is scored on the same images.
+    Parameters
+    ----------
+    setting : str
+        A key of ``SETTINGS``: "mnist-cifar10", "cifar10-mnist", "mnist-near", "cifar10-near".
+    train_limit : int or None
+        Cap on the number of in-distribution training images (drawn with ``seed``), >= 1; None
+        uses all.
+    root : str, os.PathLike or None
+        Data folder; see :func:`data_root`.
+    download : bool
+        Let torchvision download into ``root``.
+    eval_size : int
+        In- and out-of-distribution test images each, >= 1 (all when a split has fewer). Drawn
+        with the fixed ``EVAL_SEED``: the test draw does not depend on ``seed``, so every run is
+        scored on the same images.
+    seed : int
+        Seed of the training draw.
+
+    Returns
+    -------
+    OODData
+        float32 (N, C, 32, 32) tensors in [0, 1], C = the in-distribution channels; the
+        out-of-distribution images converted with :func:`to_geometry`.
+
+    Raises
+    ------
+    InputError
+        For an unknown ``setting``, or ``train_limit`` / ``eval_size`` / ``seed`` of the wrong
+        kind (named as such).
+    DatasetNotFoundError, DatasetCorruptError
+        As :func:`load_images`.
     """
     spec = SETTINGS[check_choice(setting, tuple(SETTINGS), "setting")]
+    if train_limit is not None:
+        train_limit = check_positive_int(train_limit, "train_limit", example=4000)
+    eval_size = check_positive_int(eval_size, "eval_size", example=EVAL_SIZE)
+    if not _is_integer(seed):
+        raise InputError(f"seed: expected an integer, got {seed!r} (type {type(seed).__name__}). Fix: seed=0.")
     channels = CHANNELS[spec["in_data"]]
     in_train, _ = load_images(spec["in_data"], "train", root, download, spec["in_classes"], train_limit, seed)
     in_test, _ = load_images(spec["in_data"], "test", root, download, spec["in_classes"], eval_size, EVAL_SEED)

@@ -1,72 +1,484 @@
 """Input checks for the public API.
 
-Every public entry point funnels images through :func:`as_image_batch`, so a user who passes
-a uint8 array, a single image or a batch with the wrong channels gets either a documented
-conversion or an error that names the argument, what was expected and what was given, instead
-of a shape error from deep inside a convolution.
+Every public entry point funnels images through :func:`as_image_batch` (whole batches) or
+:func:`iter_image_batches` (batch by batch, memory bounded by the batch size), so a user who
+passes a uint8 array, a single image, a dataset or a batch with the wrong layout gets either a
+documented conversion or an :class:`InputError` that names the argument, what was expected, what
+was given and a fix that works, instead of a shape error from deep inside a convolution.
+
+Documented conversions (everything else raises :class:`InputError`):
+
+- numpy arrays become tensors (``torch.from_numpy``);
+- a single image (C, 32, 32) becomes a batch of one;
+- uint8 values 0-255 are divided by 255;
+- float values within ``RANGE_TOLERANCE`` (1e-6) of [0, 1] (float rounding such as
+  1.0000001) are clipped to [0, 1];
+- tensors with ``requires_grad=True`` are detached (scores are never differentiated through);
+- a map-style ``torch.utils.data.Dataset`` (or a single PIL image) is read item by item, see
+  :func:`dataset_to_tensor`.
 """
 from __future__ import annotations
+
+import operator
 
 import numpy as np
 import torch
 
 IMAGE_SIZE = 32
+CHANNEL_COUNTS = (1, 3)
+RANGE_TOLERANCE = 1e-6   # float values this close outside [0, 1] are rounding: clipped, not rejected
 
 
 class InputError(ValueError):
-    """Raised when an argument of the public API does not have the expected form."""
+    """Raised when an argument of the public API does not have the expected form.
 
-
-def as_image_batch(images, channels: int | None = None, name: str = "images",
-                   allow_empty: bool = False) -> torch.Tensor:
-    """Return ``images`` as a float32 tensor of shape (N, C, 32, 32) with values in [0, 1].
-
-    Accepted conversions (documented, never silent about anything else):
-    - numpy arrays become tensors;
-    - uint8 input (0-255) is divided by 255;
-    - a single image of shape (C, 32, 32) becomes a batch of one.
-
-    Raises :class:`InputError` for anything else: a 2-D array, wrong height/width, a channel
-    count other than ``channels``, float values outside [0, 1], NaN or inf, an empty batch.
+    The message names the argument, what was expected, what was given and a fix.
     """
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
-    if not isinstance(images, torch.Tensor):
-        raise InputError(f"{name}: expected a torch.Tensor or numpy array of shape (N, C, 32, 32), "
-                         f"got {type(images).__name__}.")
-    if images.dim() == 3:
-        images = images.unsqueeze(0)
-    if images.dim() != 4:
-        raise InputError(f"{name}: expected 4 dimensions (N, C, 32, 32) or one image (C, 32, 32), "
-                         f"got shape {tuple(images.shape)}.")
-    if images.shape[0] == 0 and not allow_empty:
-        raise InputError(f"{name}: the batch is empty (shape {tuple(images.shape)}); pass at least one image.")
-    if images.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise InputError(f"{name}: expected height and width {IMAGE_SIZE}x{IMAGE_SIZE}, got "
-                         f"{images.shape[-2]}x{images.shape[-1]} (shape {tuple(images.shape)}). "
-                         f"Use ood_helpers.data.to_geometry to pad or resize.")
-    if channels is not None and images.shape[1] != channels:
-        raise InputError(f"{name}: expected {channels} channel(s) (N, {channels}, 32, 32), got "
-                         f"{images.shape[1]} (shape {tuple(images.shape)}). "
-                         f"Use ood_helpers.data.to_geometry(images, channels={channels}) to convert.")
-    if images.dtype == torch.uint8:
-        return images.float().div_(255.0)
-    if images.dtype == torch.bool or not torch.is_floating_point(images):
-        raise InputError(f"{name}: expected float values in [0, 1] or uint8 values in 0-255, got dtype {images.dtype}.")
-    images = images.float()
-    if images.numel() and not torch.isfinite(images).all():
-        bad = int((~torch.isfinite(images)).sum())
-        raise InputError(f"{name}: contains {bad} NaN or infinite value(s); clean or drop those images first.")
-    if images.numel():
-        low, high = float(images.min()), float(images.max())
-        if low < 0.0 or high > 1.0:
-            hint = " It looks like 0-255 values stored as float: divide by 255." if high > 1.5 else ""
-            raise InputError(f"{name}: expected float values in [0, 1], got range [{low:.3g}, {high:.3g}].{hint}")
-    return images
 
+
+# --------------------------------------------------------------------------- scalars
 
 def check_choice(value, choices, name: str):
-    """Raise InputError naming ``name`` unless ``value`` is one of ``choices``."""
+    """Return ``value`` if it is one of ``choices``.
+
+    Raises
+    ------
+    InputError
+        Naming ``name`` and listing the choices, when ``value`` is not one of them.
+    """
     if value not in choices:
         raise InputError(f"{name}: unknown value {value!r}; choose one of {', '.join(map(repr, choices))}.")
     return value
+
+
+def _is_integer(value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 0 and not torch.is_floating_point(value) and value.dtype != torch.bool
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
+def check_positive_int(value, name: str, example: int = 1) -> int:
+    """Return ``value`` as a Python int if it is an integer >= 1.
+
+    Python ints, numpy integers and 0-dimensional integer tensors are accepted; bools, floats
+    (even 8.0), strings and None are not.
+
+    Raises
+    ------
+    InputError
+        Naming ``name``, the value and type given, and an example of a valid value.
+    """
+    if not _is_integer(value) or int(value) < 1:
+        fix = f"int({value!r})" if isinstance(value, str) and value.strip().isdigit() and int(value) > 0 else str(example)
+        raise InputError(f"{name}: expected a positive integer (>= 1), got {value!r} "
+                         f"(type {type(value).__name__}). Fix: pass {name}={fix}.")
+    return int(value)
+
+
+def check_batch_size(batch_size, name: str = "batch_size") -> int:
+    """Validate a number of images per batch.
+
+    Parameters
+    ----------
+    batch_size : int
+        Images per batch, >= 1. Python ints, numpy integers and 0-d integer tensors are accepted.
+    name : str
+        The argument name used in the error message.
+
+    Returns
+    -------
+    int
+        ``batch_size`` as a Python int.
+
+    Raises
+    ------
+    InputError
+        For 0, negative numbers, floats (2.5 and also 8.0), bools, strings and None.
+    """
+    return check_positive_int(batch_size, name, example=256)
+
+
+# --------------------------------------------------------------------------- conversions
+
+def _pil_to_tensor(image, name: str) -> torch.Tensor:
+    """uint8 (C, H, W) from a PIL image: 'L' -> 1 channel, 'RGB' -> 3, 'RGBA' -> 4 (rejected later)."""
+    from torchvision.transforms.functional import pil_to_tensor
+
+    mode = image.mode
+    if mode == "1":
+        image = image.convert("L")
+    elif mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"):
+        image = image.convert("RGBA" if mode == "PA" or (mode == "P" and "transparency" in image.info) else "RGB")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        raise InputError(f"{name}: expected 8-bit PIL images (mode 'L' or 'RGB'), got mode {mode!r}. "
+                         f"Fix: convert them to 8-bit first, e.g. image.convert('L') after scaling to 0-255.")
+    return pil_to_tensor(image)
+
+
+def _is_pil(obj) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - PIL comes with torchvision
+        return False
+    return isinstance(obj, Image.Image)
+
+
+def _item_image(item, index: int, name: str):
+    """The image part of one dataset item: the item itself or the first entry of a (image, label) pair."""
+    if isinstance(item, dict):
+        keys = list(item)
+        key = next((k for k in keys if isinstance(item[k], (torch.Tensor, np.ndarray)) and np.ndim(item[k]) >= 2
+                    or _is_pil(item[k])), keys[0] if keys else "image")
+        to_tensor = ("pil_to_tensor" if _is_pil(item.get(key)) else "torch.as_tensor")
+        prefix = ("from torchvision.transforms.functional import pil_to_tensor; "
+                  if to_tensor == "pil_to_tensor" else "")
+        raise InputError(
+            f"{name}: the dataset's items are dicts with keys {keys}, so which entry is the image is not "
+            f"known; expected items that are an image or an (image, label) pair. Fix: pick the image key "
+            f"and stack, e.g. {prefix}{name} = torch.stack([{to_tensor}(dataset[i][{key!r}]) "
+            f"for i in range(len(dataset))]).")
+    if isinstance(item, (tuple, list)):
+        if len(item) == 0:
+            raise InputError(f"{name}: dataset item {index} is an empty {type(item).__name__}; "
+                             f"expected an image or an (image, label) pair.")
+        item = item[0]
+    if _is_pil(item):
+        return _pil_to_tensor(item, name)
+    if isinstance(item, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(item))
+    if isinstance(item, torch.Tensor):
+        return item.detach()
+    raise InputError(f"{name}: dataset item {index} holds a {type(item).__name__}; expected a torch.Tensor, "
+                     f"numpy array or PIL image (alone or as the first entry of an (image, label) pair). "
+                     f"Fix: give the dataset a transform that returns tensors, e.g. "
+                     f"torchvision.transforms.PILToTensor().")
+
+
+def dataset_to_tensor(dataset, name: str = "images") -> torch.Tensor:
+    """Stack the images of a map-style dataset into one tensor.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        Map-style (``len`` and ``dataset[i]``). Each item is an image or a tuple/list whose first
+        entry is the image (labels are ignored). An image is a torch tensor, a numpy array or a
+        PIL image; PIL images become uint8 (C, H, W) with
+        ``torchvision.transforms.functional.pil_to_tensor`` ('L' -> 1 channel, 'RGB' -> 3,
+        '1' -> 'L', palette and other colour modes -> 'RGB').
+    name : str
+        The argument name used in error messages.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, ...) stacked images, in the items' dtype (uint8 for PIL images). Geometry and values
+        are not checked here; :func:`as_image_batch` does that.
+
+    Raises
+    ------
+    InputError
+        For an ``IterableDataset`` (not converted: it may be unbounded or single-pass; the message
+        gives ``torch.stack([x for x, _ in dataset])``), a dataset without ``len``, an empty
+        dataset, items that are dicts (the message lists the keys and the stacking fix), items of
+        another type, or images of different shapes.
+    """
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        raise InputError(
+            f"{name}: got an IterableDataset ({type(dataset).__name__}); it is not read automatically "
+            f"because it may be endless or readable only once. Expected a tensor, numpy array or map-style "
+            f"Dataset. Fix: stack its images yourself, e.g. {name} = torch.stack([x for x, _ in dataset]) "
+            f"for (image, label) items or torch.stack(list(dataset)) for bare images.")
+    try:
+        size = len(dataset)
+    except TypeError:
+        raise InputError(f"{name}: the dataset {type(dataset).__name__} has no len(), so it cannot be read "
+                         f"as a batch. Fix: stack its images yourself: torch.stack([x for x, _ in dataset]).") from None
+    if size == 0:
+        raise InputError(f"{name}: the dataset is empty (len 0); pass at least one image.")
+    images = [_item_image(dataset[i], i, name) for i in range(size)]
+    first = images[0].shape
+    for index, image in enumerate(images):
+        if image.shape != first:
+            raise InputError(f"{name}: dataset images differ in shape: item 0 is {tuple(first)}, item {index} is "
+                             f"{tuple(image.shape)}; expected every image (C, 32, 32). Fix: give the dataset a "
+                             f"transform that brings every image to one size, e.g. torchvision.transforms."
+                             f"CenterCrop(32) or Resize((32, 32)).")
+    return torch.stack(images)
+
+
+def _to_tensor(images, name: str) -> tuple[torch.Tensor, bool]:
+    """(tensor, came_from_numpy). Datasets and PIL images are converted, anything else rejected."""
+    if isinstance(images, np.ndarray):
+        if images.dtype == object or images.dtype.kind in "USVcM":
+            raise InputError(f"{name}: expected a numeric numpy array (float in [0, 1] or uint8 0-255), "
+                             f"got dtype {images.dtype}. Fix: np.stack the images into one float32 or uint8 array.")
+        return torch.from_numpy(np.ascontiguousarray(images)), True
+    if isinstance(images, torch.Tensor):
+        return images.detach(), False
+    if _is_pil(images):
+        return _pil_to_tensor(images, name), False
+    if isinstance(images, torch.utils.data.Dataset):
+        return dataset_to_tensor(images, name), False
+    if isinstance(images, (list, tuple)) and images and isinstance(images[0], (torch.Tensor, np.ndarray)):
+        fix = f"torch.stack([torch.as_tensor(x) for x in {name}])"
+    elif isinstance(images, (list, tuple)):
+        fix = f"torch.tensor({name}, dtype=torch.float32)"
+    else:
+        fix = f"torch.as_tensor({name})"
+    raise InputError(f"{name}: expected a torch.Tensor or numpy array of shape (N, C, 32, 32) (or a map-style "
+                     f"Dataset of images), got {type(images).__name__}. Fix: {fix}.")
+
+
+# --------------------------------------------------------------------------- checks
+
+class _Hints:
+    """Spells fixes in the user's own library: torch for tensors, numpy for arrays."""
+
+    def __init__(self, name: str, numpy: bool, expr: str | None = None):
+        self.name, self.numpy = name, numpy
+        self.expr = expr or name          # how the user gets the 4-D batch we are looking at
+
+    def lib(self, torch_code: str, numpy_code: str) -> str:
+        return numpy_code if self.numpy else torch_code
+
+    def geometry(self, channels: int) -> str:
+        return f"ood_helpers.data.to_geometry({self.expr}, channels={channels})"
+
+
+def _geometry(images: torch.Tensor, channels: int | None, name: str, numpy: bool) -> tuple[torch.Tensor, _Hints]:
+    """Check dimensions, size and channels; return the 4-D batch (a view) and the hint speller."""
+    shape = tuple(images.shape)
+    hints = _Hints(name, numpy)
+    want = f"{channels}" if channels is not None else "C"
+    if images.dim() == 3:
+        if shape[0] in (1, 3, 4) or shape[:2] == (IMAGE_SIZE, IMAGE_SIZE):
+            if shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+                fix = hints.lib(f"{name}.permute(2, 0, 1)", f"np.transpose({name}, (2, 0, 1))")
+                fix += "[:3]" if shape[-1] == 4 else ""
+                if shape[:2] != (IMAGE_SIZE, IMAGE_SIZE) or (channels is not None and channels != min(shape[-1], 3)):
+                    fix = f"ood_helpers.data.to_geometry({fix}[None], channels={channels or min(shape[-1], 3)})"
+                raise InputError(f"{name}: expected one image channel-first (C, 32, 32), got {shape}, which looks "
+                                 f"channel-last (H, W, C). Fix: {fix}.")
+            images = images.unsqueeze(0)
+            hints.expr = f"{name}[None]"
+        else:
+            fix = f"{name}[:, None] gives ({shape[0]}, 1, {shape[1]}, {shape[2]})"
+            if shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or (channels is not None and channels != 1):
+                fix = f"ood_helpers.data.to_geometry({name}, channels={channels or 1}) reads it as (N, H, W)"
+            raise InputError(f"{name}: expected 4 dimensions (N, C, 32, 32) or one image (C, 32, 32), got shape "
+                             f"{shape}, which looks like {shape[0]} single-channel images without a channel axis. "
+                             f"Fix: {fix}.")
+    elif images.dim() == 2:
+        raise InputError(f"{name}: expected 4 dimensions (N, C, 32, 32) or one image (C, 32, 32), got shape {shape} "
+                         f"(one image without a channel axis?). Fix: {name}[None, None] gives (1, 1, {shape[0]}, "
+                         f"{shape[1]}).")
+    elif images.dim() != 4:
+        raise InputError(f"{name}: expected 4 dimensions (N, C, 32, 32) or one image (C, 32, 32), got shape {shape}.")
+    if images.shape[0] == 0:
+        raise InputError(f"{name}: the batch is empty (shape {shape}); pass at least one image.")
+    n, c, h, w = images.shape
+    if w in (1, 3, 4) and c not in (1, 3, 4):
+        fix = hints.lib(f"{hints.expr}.permute(0, 3, 1, 2)", f"np.transpose({hints.expr}, (0, 3, 1, 2))")
+        fix += "[:, :3]" if w == 4 else ""
+        if (c, h) != (IMAGE_SIZE, IMAGE_SIZE) or (channels is not None and channels != min(w, 3)):
+            fix = f"ood_helpers.data.to_geometry({fix}, channels={channels or min(w, 3)})"
+        raise InputError(f"{name}: expected channel-first images (N, {want}, 32, 32), got shape {shape}, which looks "
+                         f"channel-last (N, H, W, C) with {w} channel(s). Fix: {fix}.")
+    if c == 4 or c == 2:
+        keep = 3 if c == 4 else 1
+        dropped = f"{hints.expr}[:, :{keep}]"
+        then = ""
+        if channels is not None and channels != keep:
+            then = f", then ood_helpers.data.to_geometry({dropped}, channels={channels}) converts to {channels} channel(s)"
+        elif (h, w) != (IMAGE_SIZE, IMAGE_SIZE):
+            then = f", then ood_helpers.data.to_geometry({dropped}, channels={keep}) pads or resizes to 32x32"
+        raise InputError(f"{name}: expected {channels or '1 or 3'} channel(s) (N, {want}, 32, 32), got {c} "
+                         f"(shape {shape}), which looks like {'RGBA' if c == 4 else 'grayscale + alpha'}. "
+                         f"Fix: drop the alpha channel with {dropped}{then}.")
+    if c not in CHANNEL_COUNTS:
+        raise InputError(f"{name}: expected {channels or '1 or 3'} channel(s) (N, {want}, 32, 32), got {c} "
+                         f"(shape {shape}). Only grayscale (1) and RGB (3) images are supported; select the "
+                         f"channels to use, e.g. {hints.expr}[:, :3].")
+    if (h, w) != (IMAGE_SIZE, IMAGE_SIZE):
+        how = ("pads it (centered black border, as MNIST's 28x28 is padded in training)" if h <= IMAGE_SIZE and
+               w <= IMAGE_SIZE else "resizes it (bilinear)")
+        raise InputError(f"{name}: expected height and width {IMAGE_SIZE}x{IMAGE_SIZE}, got {h}x{w} (shape {shape}). "
+                         f"Fix: {hints.geometry(channels or c)} {how}.")
+    if channels is not None and c != channels:
+        raise InputError(f"{name}: expected {channels} channel(s) (N, {channels}, 32, 32), got {c} (shape {shape}). "
+                         f"Fix: {hints.geometry(channels)} converts "
+                         f"{'RGB to grayscale' if channels == 1 else 'grayscale to RGB'}.")
+    return images, hints
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.8g}"
+
+
+def _count_non_finite(images: torch.Tensor, chunk: int = 1024) -> tuple[int, list[int]]:
+    """Number of NaN/inf values and the first bad image indices, reading ``chunk`` images at a time."""
+    bad, first = 0, []
+    for start in range(0, len(images), chunk):
+        per_image = (~torch.isfinite(images[start:start + chunk])).flatten(1).sum(1)
+        bad += int(per_image.sum())
+        if len(first) < 5:
+            first += [start + int(i) for i in torch.nonzero(per_image).flatten()[:5 - len(first)]]
+    return bad, first
+
+
+def _values(images: torch.Tensor, hints: _Hints) -> bool:
+    """Check dtype and value range without a float copy of the whole input.
+
+    Returns whether float values must be clipped (within ``RANGE_TOLERANCE`` of [0, 1]).
+    """
+    name = hints.name
+    if images.dtype == torch.uint8:
+        return False
+    if not torch.is_floating_point(images):
+        if images.dtype == torch.bool:
+            fix = hints.lib(f"{name}.float()", f"{name}.astype(np.float32)") + " (True becomes 1.0)"
+        elif images.is_complex():
+            fix = "take the real part or magnitude first"
+        else:
+            low, high = (int(v) for v in torch.aminmax(images))
+            if 0 <= low and high <= 255 and high > 1:
+                fix = hints.lib(f"{name}.to(torch.uint8)", f"{name}.astype(np.uint8)") + " (values 0-255 are pixel values)"
+            elif 0 <= low and high <= 1:
+                fix = hints.lib(f"{name}.float()", f"{name}.astype(np.float32)") + " (0/1 values as black/white)"
+            else:
+                fix = (f"its values span [{low}, {high}], not 0-255: rescale to float in [0, 1], e.g. "
+                       f"({name} - {low}) / {high - low}")
+        raise InputError(f"{name}: expected float values in [0, 1] or uint8 values in 0-255, got dtype "
+                         f"{images.dtype}. Fix: {fix}.")
+    low, high = (float(v) for v in torch.aminmax(images))
+    if not (np.isfinite(low) and np.isfinite(high)):
+        bad, first = _count_non_finite(images)
+        drop = hints.lib(f"{name}[torch.isfinite({name}).reshape(len({name}), -1).all(1)]",
+                         f"{name}[np.isfinite({name}).reshape(len({name}), -1).all(1)]")
+        replace = hints.lib(f"torch.nan_to_num({name}, nan=0.0, posinf=1.0, neginf=0.0)",
+                            f"np.nan_to_num({name}, nan=0.0, posinf=1.0, neginf=0.0)")
+        raise InputError(f"{name}: expected finite values, but it contains {bad} NaN or infinite value(s) "
+                         f"(first in image(s) {first}). Fix: find where they come from; to drop those images: "
+                         f"{drop}; to replace them: {replace}.")
+    if low >= -RANGE_TOLERANCE and high <= 1.0 + RANGE_TOLERANCE:
+        return low < 0.0 or high > 1.0
+    got = f"expected float values in [0, 1], got range [{_fmt(low)}, {_fmt(high)}]"
+    if low < -RANGE_TOLERANCE:
+        raise InputError(f"{name}: {got}. Negative values: it looks mean/std normalised (e.g. by "
+                         f"torchvision.transforms.Normalize). Fix: undo it per channel, {name} * std + mean, with "
+                         f"std and mean the values used to normalise as tensors of shape (1, C, 1, 1), e.g. "
+                         f"torch.tensor([0.2470, 0.2435, 0.2616]).reshape(1, 3, 1, 1); for [-1, 1] input "
+                         f"(mean = std = 0.5): ({name} + 1) / 2.")
+    if high > 1.5:
+        raise InputError(f"{name}: {got}. It looks like 0-255 values stored as float: divide by 255 "
+                         f"({name} / 255).")
+    clamp = hints.lib(f"{name}.clamp(0, 1)", f"np.clip({name}, 0, 1)")
+    raise InputError(f"{name}: {got}. Values slightly above 1 usually come from resizing or arithmetic "
+                     f"overshoot. Fix: {clamp}.")
+
+
+def _prepare(images, channels: int | None, name: str) -> tuple[torch.Tensor, bool]:
+    if channels is not None and (not _is_integer(channels) or channels not in CHANNEL_COUNTS):
+        raise InputError(f"channels: expected 1 or 3 (or None for either), got {channels!r}.")
+    converted = None
+    if isinstance(images, torch.utils.data.Dataset) and not isinstance(images, torch.Tensor):
+        converted = f"{name} = ood_helpers.validation.dataset_to_tensor({name})"
+    elif _is_pil(images):
+        converted = f"{name} = torchvision.transforms.functional.pil_to_tensor({name})"
+    tensor, numpy = _to_tensor(images, name)
+    try:
+        batch, hints = _geometry(tensor, channels, name, numpy)
+        return batch, _values(batch, hints)
+    except InputError as err:
+        if converted is None:
+            raise
+        raise InputError(f"{err} (The fix applies to the stacked tensor: first {converted}.)") from None
+
+
+def _to_unit_float(batch: torch.Tensor, clip: bool) -> torch.Tensor:
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(255.0)
+    batch = batch.float()
+    return batch.clamp(0.0, 1.0) if clip else batch
+
+
+def as_image_batch(images, channels: int | None = None, name: str = "images") -> torch.Tensor:
+    """Return ``images`` as one float32 tensor of shape (N, C, 32, 32) with values in [0, 1].
+
+    Parameters
+    ----------
+    images : torch.Tensor, numpy.ndarray, PIL image or map-style torch.utils.data.Dataset
+        (N, C, 32, 32) or one image (C, 32, 32), C = 1 (grayscale) or 3 (RGB), channel-first;
+        float in [0, 1] or uint8 in 0-255. A Dataset is read with :func:`dataset_to_tensor`.
+    channels : {1, 3} or None
+        Required channel count; None accepts 1 or 3.
+    name : str
+        The argument name used in error messages (e.g. ``"train_images"``).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 (N, C, 32, 32) in [0, 1]. Float32 input in range is returned as is (no copy);
+        uint8 is divided by 255; other float dtypes are cast; values within ``RANGE_TOLERANCE``
+        (1e-6) outside [0, 1] are clipped; ``requires_grad`` input is detached.
+
+    Raises
+    ------
+    InputError
+        With a fix, for: another type; 2-D or 5-D arrays; channel-last (N, 32, 32, C) layout
+        (fix ``images.permute(0, 3, 1, 2)``); RGBA (fix ``images[:, :3]``); a size other than
+        32x32 or the wrong channel count (fix ``ood_helpers.data.to_geometry``, which pads small
+        images as MNIST is padded); an empty batch or dataset; integer or bool dtypes; NaN or
+        infinite values; values outside [0, 1] (0-255 floats: divide by 255; negative values:
+        undo mean/std normalisation).
+    """
+    batch, clip = _prepare(images, channels, name)
+    return _to_unit_float(batch, clip)
+
+
+def iter_image_batches(images, channels: int | None, name: str, batch_size: int):
+    """Validate ``images`` once, then yield them as float32 batches; memory bounded by ``batch_size``.
+
+    The whole input is checked up front exactly as by :func:`as_image_batch` (shape, dtype,
+    channels, and finiteness and range through ``torch.aminmax`` on the original tensor, which
+    allocates no float copy); each batch is then sliced, converted (uint8 / 255, cast, clipped)
+    and yielded lazily, so no float copy of the whole input is ever made. A Dataset is first
+    stacked in its own dtype (uint8 for PIL images) with :func:`dataset_to_tensor`.
+
+    Parameters
+    ----------
+    images : torch.Tensor, numpy.ndarray, PIL image or map-style Dataset
+        As for :func:`as_image_batch`.
+    channels : {1, 3} or None
+        Required channel count; None accepts 1 or 3.
+    name : str
+        The argument name used in error messages.
+    batch_size : int
+        Images per yielded batch, >= 1 (checked with :func:`check_batch_size`).
+
+    Yields
+    ------
+    torch.Tensor
+        float32 (B, C, 32, 32) in [0, 1] with B <= ``batch_size`` (only the last batch is
+        smaller). Float32 batches in range are views of the input, not copies.
+
+    Raises
+    ------
+    InputError
+        As :func:`as_image_batch`, and for an invalid ``batch_size``; raised at the call, before
+        the first batch, because validation is not deferred to iteration.
+    """
+    batch_size = check_batch_size(batch_size)
+    batch, clip = _prepare(images, channels, name)
+    return _batches(batch, clip, batch_size)
+
+
+def _batches(images: torch.Tensor, clip: bool, batch_size: int):
+    for start in range(0, len(images), batch_size):
+        yield _to_unit_float(images[start:start + batch_size], clip)

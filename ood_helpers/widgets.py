@@ -34,12 +34,12 @@ FLAG_QUANTILE = 0.95  # an image is "flagged" when it scores above 95% of in-dis
 
 
 def _as_scores(scores, name: str) -> np.ndarray:
-    values = np.asarray(scores, dtype=float).ravel()
-    if values.size == 0:
-        raise InputError(f"{name}: expected a non-empty 1-D array of scores, got an empty one.")
-    if not np.isfinite(values).all():
-        raise InputError(f"{name}: contains NaN or infinite scores.")
-    return values
+    """Reference scores as float64 (N,): the same rule as every metric (see
+    :func:`ood_helpers.metrics.check_scores`: 1-D or (N, 1), non-empty, finite; (N, 2)
+    probabilities are refused with the fix ``scores[:, 1]``)."""
+    from .metrics import check_scores
+
+    return check_scores(scores, name)
 
 
 def _percent_below(scores: np.ndarray | None, score: float) -> float | None:

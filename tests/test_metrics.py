@@ -49,3 +49,83 @@ def test_fpr_at_threshold_on_noisy_in_images():
 def test_empty_or_non_finite_scores_are_rejected(bad):
     with pytest.raises(InputError):
         metrics.auroc(bad, [1.0])
+
+
+METRICS = [metrics.auroc, metrics.aupr, metrics.fpr_at_tpr, metrics.roc_points, metrics.summarize,
+           lambda a, b: metrics.bootstrap_auroc_ci(a, b, n_boot=20)]
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_two_column_probabilities_are_refused_with_the_column_fix(metric):
+    rng = np.random.default_rng(0)
+    in_probs = rng.dirichlet([5, 1], 50)      # columns (p_in, p_out)
+    out_probs = rng.dirichlet([1, 5], 50)
+    with pytest.raises(InputError, match=r"in_scores: expected 1-D scores.*\(50, 2\).*in_scores\[:, 1\]"):
+        metric(in_probs, out_probs)
+    metric(in_probs[:, 1], out_probs[:, 1])   # the fix works
+    assert metrics.auroc(in_probs[:, 1], out_probs[:, 1]) > 0.9
+
+
+def test_column_vector_is_flattened_and_other_shapes_refused():
+    column = np.arange(5.0).reshape(5, 1)
+    assert metrics.auroc(column, column + 10) == metrics.auroc(np.arange(5.0), np.arange(5.0) + 10) == 1.0
+    with pytest.raises(InputError, match=r"\[:, j\]"):
+        metrics.auroc(np.zeros((4, 3)), [1.0])
+    with pytest.raises(InputError, match="single number"):
+        metrics.auroc(0.5, [1.0])
+    with pytest.raises(InputError, match="out_scores"):
+        metrics.auroc([1.0], np.zeros((2, 2, 2)))
+    with pytest.raises(InputError, match="numbers"):
+        metrics.auroc(["a", "b"], [1.0])
+
+
+def test_torch_scores_are_accepted():
+    import torch
+
+    scores = torch.tensor([0.0, 1.0], requires_grad=True)
+    assert metrics.auroc(scores, scores + 2) == 1.0
+
+
+def test_fpr_at_threshold_validates_both_arrays_and_keep():
+    clean = np.arange(100.0)
+    with pytest.raises(InputError, match="in_scores_test.*NaN"):
+        metrics.fpr_at_threshold(clean, [np.nan, 1000.0])
+    with pytest.raises(InputError, match="in_scores_reference.*empty"):
+        metrics.fpr_at_threshold([], clean)
+    with pytest.raises(InputError, match=r"in_scores_reference.*\[:, 1\]"):
+        metrics.fpr_at_threshold(np.zeros((5, 2)), clean)
+    for bad in (0, 1.5, -0.1, 95, True, "0.95", np.nan):
+        with pytest.raises(InputError, match=r"keep: expected a number in \(0, 1\]"):
+            metrics.fpr_at_threshold(clean, clean, keep=bad)
+    assert metrics.fpr_at_threshold(clean, clean, keep=1) == 0.0
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, -0.5, 95, np.nan, None])
+def test_fpr_at_tpr_rejects_a_tpr_outside_0_1(bad):
+    with pytest.raises(InputError, match=r"tpr: expected a number in \(0, 1\]"):
+        metrics.fpr_at_tpr([0.0, 1.0], [2.0, 3.0], tpr=bad)
+
+
+def test_bootstrap_arguments_are_named():
+    scores = np.arange(10.0)
+    for bad in (0, -3, 2.5, None):
+        with pytest.raises(InputError, match="n_boot"):
+            metrics.bootstrap_auroc_ci(scores, scores + 1, n_boot=bad)
+    for bad in (0, 1, 1.2, 95):
+        with pytest.raises(InputError, match=r"level: expected a number in \(0, 1\)"):
+            metrics.bootstrap_auroc_ci(scores, scores + 1, n_boot=10, level=bad)
+    with pytest.raises(InputError, match="seed"):
+        metrics.bootstrap_auroc_ci(scores, scores + 1, n_boot=10, seed=-1)
+    low, high = metrics.bootstrap_auroc_ci(scores, scores + 5, n_boot=np.int64(50), level=0.9, seed=np.int64(1))
+    assert 0 <= low <= high <= 1
+
+
+def test_widget_reference_scores_follow_the_same_rule():
+    from ood_helpers.widgets import _as_scores
+
+    probs = np.random.default_rng(0).dirichlet([1, 1], 10)
+    with pytest.raises(InputError, match=r"in_scores\[:, 1\]"):
+        _as_scores(probs, "in_scores")
+    assert _as_scores(probs[:, 1:], "in_scores").shape == (10,)
+    with pytest.raises(InputError, match="out_scores"):
+        _as_scores([np.inf], "out_scores")
