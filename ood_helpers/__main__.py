@@ -1,7 +1,9 @@
 """Command line: ``python -m ood_helpers {reproduce,compare,robustness} ...``.
 
-Errors in the arguments (unknown setting or preset, missing data) end with a one-line message
-and exit status 2, not a traceback.
+Every output folder is checked before any training starts. Errors in the arguments (unknown
+setting or preset, an output folder that cannot be written, missing or damaged data, an unusable
+checkpoint) end with a one-line message and exit status 2, not a traceback; a training run that
+diverges ends with exit status 1 and says so.
 """
 from __future__ import annotations
 
@@ -9,9 +11,23 @@ import argparse
 import sys
 
 from .checkpoints import CheckpointError
-from .data import DatasetNotFoundError, SETTINGS
+from .data import SETTINGS, DatasetNotFoundError
 from .presets import PRESETS
+from .training import TrainingDivergedError
 from .validation import InputError
+
+
+def _add_compare_arguments(parser) -> None:
+    from .evaluation import COMPARE_SETTINGS, DETECTORS
+
+    parser.add_argument("--setting", required=True, choices=COMPARE_SETTINGS, help="benchmark setting")
+    parser.add_argument("--preset", default=None, choices=tuple(PRESETS),
+                        help="training budget of every detector (default: $OOD_PRESET, else auto)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to repeat with (default: 0)")
+    parser.add_argument("--out", default=None, help="output folder for results.json, results.md and roc.png")
+    parser.add_argument("--detectors", nargs="+", default=None, metavar="NAME",
+                        help=f"run only these ({', '.join(DETECTORS)}); default: all")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,11 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     reproduce = sub.add_parser("reproduce", help="train our detector on one setting and evaluate it")
     common(reproduce)
     reproduce.add_argument("--seed", type=int, default=0)
-
-    from .compare import add_compare_arguments
-
-    add_compare_arguments(sub.add_parser("compare", help="every detector side by side, several seeds"))
-
+    _add_compare_arguments(sub.add_parser("compare", help="every detector side by side, several seeds"))
     robust = sub.add_parser("robustness", help="AUROC and false alarms under noise, with and without augmentation")
     common(robust)
     robust.add_argument("--seed", type=int, default=0)
@@ -41,27 +53,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = _parser().parse_args(argv)
     progress = not args.no_progress
     try:
+        from . import evaluation
+
         if args.command == "reproduce":
-            from .experiments import reproduce, results_table
-
-            results = reproduce(args.setting, args.preset, args.seed, args.out, progress)
-            print(results_table(results))
+            results = evaluation.reproduce(args.setting, args.preset, args.seed, args.out, progress)
+            print(evaluation.results_table(results))
         elif args.command == "compare":
-            from .compare import main_compare
-
-            return main_compare(args)
+            results = evaluation.run_comparison(args.setting, preset=args.preset, seeds=tuple(args.seeds),
+                                                out_dir=args.out, detectors=args.detectors, progress=progress)
+            print(evaluation.format_table(results))
+            if "files" in results:
+                print(f"Wrote {', '.join(results['files'].values())} ({results['wall_seconds']:.0f} s).")
         else:
-            from .experiments import robustness, robustness_table
-
-            result = robustness(args.setting, args.preset, args.seed, args.out, progress=progress)
+            result = evaluation.robustness(args.setting, args.preset, args.seed, args.out, progress=progress)
             for name, rows in result["rows"].items():
-                print(f"{name}\n{robustness_table(rows)}")
+                print(f"{name}\n{evaluation.robustness_table(rows)}")
     except (InputError, DatasetNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingDivergedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,6 +18,8 @@ A subclass implements ``_fit(train, held_out, generator)`` and ``_decision_batch
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import random
 
 import numpy as np
@@ -26,6 +28,19 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 from .validation import InputError, as_image_batch, check_batch_size, iter_image_batches
+
+
+def fingerprint(value) -> str:
+    """A short SHA-256 hex digest (16 digits) of a tensor or a JSON-able value: the identity of a
+    run's data or configuration. Tensors are hashed by dtype, shape and raw bytes."""
+    digest = hashlib.sha256()
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    else:
+        digest.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -143,6 +158,9 @@ class BaseDetector(BaseEstimator):
         training images: :meth:`predict` flags images scoring above it.
     n_train_ : dict
         Image counts: ``{"fit": ..., "held_out": ...}``.
+    train_fingerprint_ : str
+        A SHA-256 digest (16 hex digits) of the images given to ``fit``, as float32 (N, C, 32, 32):
+        which data a fitted detector belongs to.
     """
 
     name = "detector"
@@ -209,6 +227,7 @@ class BaseDetector(BaseEstimator):
                 for key in [key for key in self.__dict__ if key.endswith("_") and not key.startswith("__")]:
                     del self.__dict__[key]
                 self.in_channels_ = images.shape[1]
+                self.train_fingerprint_ = fingerprint(images)
                 train, held_out = split_held_out(images, self.held_out_fraction, generator)
                 self.n_train_ = {"fit": len(train), "held_out": len(held_out)}
                 self._fit(train, held_out, generator, **fit_params)
@@ -272,5 +291,5 @@ class BaseDetector(BaseEstimator):
         return np.concatenate(scores)
 
 
-__all__ = ["BaseDetector", "NotFittedError", "seeded", "split_held_out", "check_in_channels", "check_seed",
+__all__ = ["BaseDetector", "NotFittedError", "seeded", "fingerprint", "split_held_out", "check_in_channels", "check_seed",
            "check_fraction", "DEFAULT_BATCH_SIZE"]

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from . import metrics
-from .api import DEFAULT_BATCH_SIZE, BaseDetector, NotFittedError
+from .api import DEFAULT_BATCH_SIZE, BaseDetector, NotFittedError, fingerprint
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .models import AutoEncoder, DifferenceClassifier
 from .noise import NoiseAugment
 from .outliers import apply_family, families_for
 from .presets import Preset, get_preset
-from .training import difference_image, fingerprint, pick_device, state_file, train_autoencoder, train_classifier
+from .training import difference_image, pick_device, state_file, train_autoencoder, train_classifier
 from .validation import InputError, check_batch_size, iter_image_batches
 
 DETECTOR_FORMAT = "ood_helpers.detector"
@@ -389,7 +389,8 @@ class OODDetector(BaseDetector):
             "latent_mean": self.latent_mean_, "latent_precision": self.latent_precision_,
             "calibration": self.calibration_.as_dict(), "threshold": self.threshold_,
             "held_out_scores": {key: torch.from_numpy(np.asarray(value)) for key, value in self.held_out_scores_.items()},
-            "history": self.history_, "validation": self.validation_, "n_train": self.n_train_}, path)
+            "history": self.history_, "validation": self.validation_, "n_train": self.n_train_,
+            "train_fingerprint": self.train_fingerprint_}, path)
 
     @classmethod
     def load(cls, path, in_channels: int | None = None, preset=None, device=None, progress: bool = True) -> "OODDetector":
@@ -419,7 +420,7 @@ class OODDetector(BaseDetector):
                                   f"ood_helpers reads version {DETECTOR_VERSION}. Fix: delete it and retrain.")
         _require(payload, ("config", "in_channels", "run_identity", "autoencoder", "classifier", "latent_mean",
                            "latent_precision", "calibration", "threshold", "held_out_scores", "history",
-                           "validation", "n_train"), path)
+                           "validation", "n_train", "train_fingerprint"), path)
         config = dict(payload["config"])
         try:
             config["preset"] = _preset_from_dict(dict(config["preset"]), path)
@@ -451,6 +452,7 @@ class OODDetector(BaseDetector):
             detector.run_identity_ = payload["run_identity"]
             detector.history_, detector.validation_ = payload["history"], payload["validation"]
             detector.n_train_ = payload["n_train"]
+            detector.train_fingerprint_ = str(payload["train_fingerprint"])
         except CheckpointError:
             raise
         except (RuntimeError, TypeError, KeyError, ValueError, AttributeError, InputError) as err:
@@ -552,7 +554,7 @@ class AutoencoderDifferenceDetector(BaseDetector):
                   held_out_fraction=detector.held_out_fraction, device=detector.device, progress=detector.progress)
         new.in_channels_, new.preset_, new.device_ = detector.in_channels_, detector.preset_, detector.device_
         new.autoencoder_ = detector.autoencoder_
-        new.n_train_ = dict(detector.n_train_)
+        new.n_train_, new.train_fingerprint_ = dict(detector.n_train_), detector.train_fingerprint_
         new.history_ = {"autoencoder_l1": detector.history_["autoencoder_l1"],
                         "train_seconds": detector.history_["train_seconds"], "shared_with": "OODDetector"}
         new.threshold_ = float(np.quantile(detector.held_out_scores_["difference_l1"], detector.threshold_quantile))

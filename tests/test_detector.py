@@ -1,4 +1,5 @@
-"""OODDetector: fit / score / explain / save / load, reproducibility, resume, and bad input."""
+"""OODDetector: fit / decision_function / predict / explain / save / load, reproducibility, resume,
+runs that never borrow another run's state, and bad input."""
 import numpy as np
 import pytest
 import torch
@@ -8,10 +9,10 @@ from conftest import TINY, smooth_images
 
 
 def test_score_shape_and_direction(fitted_detector, gray_images):
-    scores = fitted_detector.score(gray_images[:10])
+    scores = fitted_detector.decision_function(gray_images[:10])
     assert isinstance(scores, np.ndarray) and scores.shape == (10,) and np.isfinite(scores).all()
     # inverted images (bright background) are far from the training data
-    assert fitted_detector.score(1 - gray_images[:32]).mean() > fitted_detector.score(gray_images[:32]).mean()
+    assert fitted_detector.decision_function(1 - gray_images[:32]).mean() > fitted_detector.decision_function(gray_images[:32]).mean()
 
 
 def test_explain_returns_every_piece(fitted_detector, gray_images):
@@ -19,14 +20,14 @@ def test_explain_returns_every_piece(fitted_detector, gray_images):
     assert out["reconstruction"].shape == (3, 1, 32, 32)
     assert torch.allclose(out["difference"], (gray_images[:3] - out["reconstruction"]).abs(), atol=1e-6)
     assert out["z"].shape == (3, TINY.latent_dim)
-    np.testing.assert_allclose(out["score"], fitted_detector.score(gray_images[:3]), rtol=1e-6)
+    np.testing.assert_allclose(out["score"], fitted_detector.decision_function(gray_images[:3]), rtol=1e-6)
 
 
 def test_same_seed_same_scores_other_seed_other_scores(gray_images):
     # the quick preset itself (width 8, 4 + 3 epochs), on a small synthetic set to stay fast
-    first = OODDetector(1, "quick", seed=1, progress=False).fit(gray_images).score(gray_images[:8])
-    second = OODDetector(1, "quick", seed=1, progress=False).fit(gray_images).score(gray_images[:8])
-    third = OODDetector(1, "quick", seed=2, progress=False).fit(gray_images).score(gray_images[:8])
+    first = OODDetector(1, "quick", seed=1, progress=False).fit(gray_images).decision_function(gray_images[:8])
+    second = OODDetector(1, "quick", seed=1, progress=False).fit(gray_images).decision_function(gray_images[:8])
+    third = OODDetector(1, "quick", seed=2, progress=False).fit(gray_images).decision_function(gray_images[:8])
     np.testing.assert_array_equal(first, second)
     assert not np.allclose(first, third)
 
@@ -34,7 +35,7 @@ def test_same_seed_same_scores_other_seed_other_scores(gray_images):
 def test_save_load_round_trip_gives_identical_scores(fitted_detector, gray_images, tmp_path):
     path = fitted_detector.save(tmp_path / "run" / "detector.pt")
     loaded = OODDetector.load(path)
-    np.testing.assert_array_equal(loaded.score(gray_images[:8]), fitted_detector.score(gray_images[:8]))
+    np.testing.assert_array_equal(loaded.decision_function(gray_images[:8]), fitted_detector.decision_function(gray_images[:8]))
     assert loaded.validation_ == fitted_detector.validation_
     assert not list(path.parent.glob("*.tmp")), "atomic save left a temporary file behind"
 
@@ -42,7 +43,7 @@ def test_save_load_round_trip_gives_identical_scores(fitted_detector, gray_image
 def test_fit_accepts_a_dataset(gray_images):
     dataset = torch.utils.data.TensorDataset(gray_images, torch.zeros(len(gray_images)))
     det = OODDetector(1, TINY, seed=0, progress=False).fit(dataset)
-    assert det.score(gray_images[:2]).shape == (2,)
+    assert det.decision_function(gray_images[:2]).shape == (2,)
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(gray_images, tmp_path):
@@ -59,23 +60,23 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(gray_images, tmp
     with pytest.raises(Interrupt):
         OODDetector(1, preset, seed=0, progress=False).fit(gray_images, work_dir=tmp_path / "b",
                                                            on_epoch_end=stop_after_first_epoch)
-    assert (tmp_path / "b" / "autoencoder_state.pt").exists()
+    assert list((tmp_path / "b").glob("autoencoder_state_*.pt"))
     resumed = OODDetector(1, preset, seed=0, progress=False).fit(gray_images, work_dir=tmp_path / "b")
     assert len(resumed.history_["autoencoder_l1"]) == 2
     # every epoch is timed; a resumed run times only the epochs it ran itself
     assert [len(s) for s in reference.history_["epoch_seconds"].values()] == [2, 2]
     assert all(s > 0 for s in reference.history_["epoch_seconds"]["classifier"])
     assert [len(s) for s in resumed.history_["epoch_seconds"].values()] == [1, 2]
-    np.testing.assert_allclose(resumed.score(gray_images[:8]), reference.score(gray_images[:8]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(resumed.decision_function(gray_images[:8]), reference.decision_function(gray_images[:8]), rtol=1e-5, atol=1e-5)
 
 
 # --- bad input: a conversion that is documented, or an error that names the argument ---------
 
 def test_uint8_and_numpy_and_single_image_are_converted(fitted_detector, gray_images):
     as_uint8 = (gray_images[:4] * 255).round().to(torch.uint8)
-    np.testing.assert_allclose(fitted_detector.score(as_uint8), fitted_detector.score(as_uint8.float() / 255), rtol=1e-6)
-    np.testing.assert_allclose(fitted_detector.score(gray_images[:4].numpy()), fitted_detector.score(gray_images[:4]))
-    one = fitted_detector.score(gray_images[0])  # (C, H, W) -> a batch of one
+    np.testing.assert_allclose(fitted_detector.decision_function(as_uint8), fitted_detector.decision_function(as_uint8.float() / 255), rtol=1e-6)
+    np.testing.assert_allclose(fitted_detector.decision_function(gray_images[:4].numpy()), fitted_detector.decision_function(gray_images[:4]))
+    one = fitted_detector.decision_function(gray_images[0])  # (C, H, W) -> a batch of one
     assert one.shape == (1,)
 
 
@@ -93,12 +94,14 @@ def test_uint8_and_numpy_and_single_image_are_converted(fitted_detector, gray_im
 ])
 def test_bad_images_raise_a_clear_input_error(fitted_detector, bad, message):
     with pytest.raises(InputError, match=message):
-        fitted_detector.score(bad)
+        fitted_detector.decision_function(bad)
 
 
 def test_score_before_fit_says_what_to_do():
     with pytest.raises(NotFittedError, match="call fit"):
-        OODDetector(1, TINY, progress=False).score(torch.rand(1, 1, 32, 32))
+        OODDetector(1, TINY, progress=False).decision_function(torch.rand(1, 1, 32, 32))
+    with pytest.raises(NotFittedError, match="call fit"):
+        OODDetector(1, TINY, progress=False).predict(torch.rand(1, 1, 32, 32))
 
 
 def test_too_few_training_images():
@@ -106,11 +109,25 @@ def test_too_few_training_images():
         OODDetector(1, TINY, progress=False).fit(torch.rand(5, 1, 32, 32))
 
 
-def test_bad_constructor_arguments_are_named():
-    with pytest.raises(InputError, match="in_channels"):
-        OODDetector(in_channels=2)
-    with pytest.raises(InputError, match="preset"):
-        OODDetector(in_channels=1, preset="huge")
+def test_predict_flags_above_the_threshold_kept_by_held_out_images(fitted_detector, gray_images):
+    held = fitted_detector.held_out_scores_["score"]
+    assert np.mean(held <= fitted_detector.threshold_) >= 0.95
+    scores = fitted_detector.decision_function(gray_images)
+    np.testing.assert_array_equal(fitted_detector.predict(gray_images), (scores > fitted_detector.threshold_).astype(int))
+    assert fitted_detector.predict(1 - gray_images[:32]).mean() > fitted_detector.predict(gray_images[:32]).mean()
+
+
+@pytest.mark.parametrize("params, name", [
+    (dict(in_channels=2), "in_channels"), (dict(preset="huge"), "preset"), (dict(seed=-1), "seed"),
+    (dict(inject_stage=5), "inject_stage"), (dict(latent_input="yes"), "latent_input"),
+    (dict(outlier_families=["noise"]), "outlier_families"), (dict(threshold_quantile=1.5), "threshold_quantile"),
+    (dict(held_out_fraction=0.0), "held_out_fraction"), (dict(device="gpu0"), "device"),
+])
+def test_bad_constructor_arguments_are_named_by_fit(params, name, gray_images):
+    detector = OODDetector(**{"preset": TINY, "progress": False, **params})   # __init__ only stores
+    assert detector.get_params()[name] == params[name]
+    with pytest.raises(InputError, match=name):
+        detector.fit(gray_images)
 
 
 def test_checkpoint_for_other_channels_or_preset_is_refused(fitted_detector, tmp_path):
@@ -149,4 +166,4 @@ def test_rgb_detector_on_rgb_images():
     det = OODDetector(3, TINY, seed=0, progress=False).fit(images)
     assert set(det.validation_) == {"cutpaste", "mixup", "invert", "patch_shuffle", "grayscale", "exposure",
                                     "posterize", "edges", "smooth"}
-    assert det.score(images[:2]).shape == (2,)
+    assert det.decision_function(images[:2]).shape == (2,)

@@ -1,14 +1,18 @@
-"""run_comparison on a tiny synthetic setting: files, keys, noisy groups, skips and errors."""
+"""Evaluation on tiny synthetic settings: the comparison (files, keys, noisy groups, skips, errors),
+noise robustness, and output folders that are checked before training and written together."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import pytest
 import torch
 
-import ood_helpers.compare as compare
+import ood_helpers.evaluation as compare
+from ood_helpers.__main__ import main
+from ood_helpers.data import OODData
+from ood_helpers.evaluation import noise_robustness, robustness_table
+from conftest import smooth_images
 from ood_helpers import InputError, OODData
 from ood_helpers.baselines import PYOD_MISSING
 
@@ -106,12 +110,9 @@ def test_bad_arguments_raise_input_error(kwargs, match, tiny_data):
     assert tiny_data == []   # rejected before any data is loaded
 
 
-def test_cli_helpers(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    compare.add_compare_arguments(parser)
-    args = parser.parse_args(["--setting", "mnist-near", "--seeds", "0", "--out", str(tmp_path),
-                              "--preset", "quick", "--detectors", "mean-intensity", "--no-progress"])
-    assert compare.main_compare(args) == 0
+def test_cli_compare(tmp_path, capsys):
+    assert main(["compare", "--setting", "mnist-near", "--seeds", "0", "--out", str(tmp_path),
+                 "--preset", "quick", "--detectors", "mean-intensity", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "| mean intensity |" in out and (tmp_path / "results.md").is_file()
 
@@ -121,3 +122,59 @@ def test_preset_none_follows_ood_preset(monkeypatch):
     results = compare.run_comparison("mnist-near", preset=None, detectors=["mean-intensity"], progress=False)
     assert results["preset"] == "quick" and "--preset quick" in results["command"]
     assert "--out" not in results["command"]
+
+
+def test_noise_robustness_rows(fitted_detector):
+    data = OODData("toy", "dark blobs", "bright blobs", 1, smooth_images(40, 1) * 0.5,
+                   smooth_images(40, 1, seed=1) * 0.5, 0.5 + smooth_images(40, 1, seed=2) * 0.5)
+    rows = noise_robustness(fitted_detector, data, families=("gaussian", "blur"), levels=(0.0, 0.1))
+    assert [(r["family"], r["level"]) for r in rows] == [("gaussian", 0.0), ("gaussian", 0.1), ("blur", 0.0), ("blur", 0.1)]
+    clean = rows[0]
+    # at level 0 nothing changes: 5% of clean in images lie above their own 95% threshold
+    assert clean["fpr_noisy_in"] == pytest.approx(0.05, abs=0.03)
+    assert clean["auroc_vs_ood"] == pytest.approx(clean["auroc_noisy_ood"])
+    for row in rows:
+        assert 0 <= row["auroc_vs_ood"] <= 1 and 0 <= row["fpr_noisy_in"] <= 1
+    assert robustness_table(rows).count("\n") == len(rows) + 2
+
+
+# -- output folders: checked before any training, written together (issue 12, item 6) --------------
+@pytest.mark.parametrize("command", ["reproduce", "compare", "robustness"])
+def test_output_that_is_a_file_fails_before_training(command, tmp_path, capsys, monkeypatch, tiny_data):
+    trained = []
+    monkeypatch.setattr(compare, "OODDetector", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(compare, "get_detector", lambda *a, **k: trained.append(1))
+    target = tmp_path / "results.txt"
+    target.write_text("an earlier file")
+    argv = [command, "--setting", "mnist-cifar10", "--preset", "quick", "--out", str(target), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "results.txt" in err and "Traceback" not in err
+    assert trained == [] and tiny_data == []   # nothing was loaded or trained
+    assert target.read_text() == "an earlier file"
+
+
+def test_unwritable_output_fails_before_training(tmp_path, capsys, monkeypatch, tiny_data):
+    import ood_helpers.files as files
+
+    def refuse(folder, what):
+        raise files.OutputPathError(f"cannot write in '{folder}' (Read-only file system), needed for '{what}'")
+    monkeypatch.setattr(files, "_probe_writable", refuse)
+    assert main(["reproduce", "--setting", "mnist-cifar10", "--preset", "quick", "--out",
+                 str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "Read-only" in capsys.readouterr().err and tiny_data == []
+
+
+def test_a_failed_comparison_leaves_the_earlier_results_whole(tmp_path, tiny_data, monkeypatch):
+    compare.run_comparison("mnist-cifar10", preset="quick", seeds=[0], out_dir=tmp_path / "out",
+                           detectors=["mean-intensity"], progress=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk went away while drawing")
+    monkeypatch.setattr(compare, "_write_comparison_files", broken)
+    with pytest.raises(RuntimeError, match="disk went away"):
+        compare.run_comparison("mnist-cifar10", preset="quick", seeds=[1], out_dir=tmp_path / "out",
+                               detectors=["mean-intensity"], progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "a temporary folder was left behind"

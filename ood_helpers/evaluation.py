@@ -1,0 +1,518 @@
+"""Evaluation: reproduce one setting, compare every detector side by side, measure noise robustness.
+
+    from ood_helpers.evaluation import run_comparison, format_table
+    results = run_comparison("mnist-cifar10", preset="quick", seeds=(0,), out_dir="results/compare")
+    print(format_table(results))
+
+or from the command line ``python -m ood_helpers compare --setting mnist-cifar10 --preset quick
+--seeds 0 --out results/compare``.
+
+Every detector is trained on the same in-distribution training images (``load_setting`` with the
+preset's ``train_limit``, drawn per seed) and scored on the same fixed test draw. For each one:
+AUROC (mean and standard deviation over seeds), AUPR and FPR at 95% TPR (means), train and
+scoring seconds (means). The paper's own numbers sit in a separate "paper (reported)" column;
+they were not reproduced by this code.
+
+Settings: those of :data:`ood_helpers.data.SETTINGS` plus two noisy ones, ``mnist-cifar10+noise``
+and ``cifar10-mnist+noise``: the in-distribution *test* images are corrupted with Gaussian noise
+of standard deviation 0.05, 0.1 and 0.2 (seeded) and still count as in-distribution; the
+out-of-distribution set is the paper's. One row group per noise level (after the clean one)
+reports how well each detector still separates noisy in-distribution images from real outliers.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import metrics
+from .api import check_seed
+from .artifacts import get_data, get_detector
+from .baselines import BASELINES, PYOD_BASELINES, PYOD_MISSING, MeanIntensityDetector, make_detector, pyod_available
+from .data import SETTINGS, OODData, data_root, load_setting
+from .detector import AutoencoderDifferenceDetector, OODDetector
+from .files import atomic_output_dir, check_output_dir
+from .noise import NOISE_FAMILIES, add_noise
+from .paper import PAPER_REPORTED
+from .presets import PRESETS, default_preset_name, get_preset
+from .reports import format_value, markdown_table
+from .validation import InputError, check_choice
+
+# Gaussian noise (standard deviation, pixel units in [0, 1]) on in-distribution test images: the
+# noisy row groups of ``compare`` and, after a clean 0.0, the robustness curves
+NOISE_LEVELS = (0.05, 0.1, 0.2)
+NOISE_SEED = 20240602          # fixed: the noisy test images are the same for every seed and detector
+NOISY_SETTINGS = {"mnist-cifar10+noise": "mnist-cifar10", "cifar10-mnist+noise": "cifar10-mnist"}
+COMPARE_SETTINGS = tuple(SETTINGS) + tuple(NOISY_SETTINGS)
+
+# our detector and its ablations: key -> (label, OODDetector flags)
+OURS = {
+    "ours": ("ours (full)", dict(latent_input=True, noise_augment=True)),
+    "ours-no-latent": ("ours w/o latent input", dict(latent_input=False, noise_augment=True)),
+    "ours-no-noise": ("ours w/o noise aug", dict(latent_input=True, noise_augment=False)),
+}
+AE_DIFFERENCE = "ae-difference"
+LABELS = {**{key: label for key, (label, _) in OURS.items()},
+          AE_DIFFERENCE: "autoencoder difference (mean |I - D(E(I))|)",
+          **{key: cls.name for key, cls in BASELINES.items()}}
+DETECTORS = tuple(LABELS)   # the order of the table
+
+PAPER_COLUMN = "paper (reported)"
+
+
+# -- argument handling ------------------------------------------------------------------------------
+def resolve_detectors(detectors=None) -> list[str]:
+    """Detector keys in table order; ``detectors`` may hold keys (``"vae"``) or labels (``"VAE"``)."""
+    if detectors is None:
+        return list(DETECTORS)
+    if isinstance(detectors, str):
+        detectors = [detectors]
+    aliases = {**{key: key for key in DETECTORS}, **{label: key for key, label in LABELS.items()}}
+    chosen = {aliases[check_choice(name, tuple(aliases), "detectors")] for name in detectors}
+    if not chosen:
+        raise InputError("detectors: expected at least one detector name, got none.")
+    return [key for key in DETECTORS if key in chosen]
+
+
+def _check_seeds(seeds) -> list[int]:
+    if isinstance(seeds, (int, np.integer)):
+        seeds = [seeds]
+    seeds = list(seeds)
+    if not seeds:
+        raise InputError("seeds: expected at least one seed, got none.")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InputError(f"seeds: expected non-negative integers, got {seed!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"seeds: expected distinct seeds, got {seeds}.")
+    return [int(seed) for seed in seeds]
+
+
+def command_line(setting: str, preset: str, seeds, out_dir, detectors=None) -> str:
+    """The shell command that reproduces a comparison (data folder included)."""
+    parts = ["python", "-m", "ood_helpers", "compare", "--setting", setting, "--preset", preset,
+             "--seeds", *map(str, seeds)]
+    if out_dir is not None:
+        parts += ["--out", str(out_dir)]
+    if detectors is not None:
+        parts += ["--detectors", *detectors]
+    return f"OOD_DATA_DIR={shlex.quote(str(data_root()))} " + " ".join(shlex.quote(part) for part in parts)
+
+
+# -- one run ----------------------------------------------------------------------------------------
+def _test_sets(data, levels) -> dict:
+    """Group name -> in-distribution test images (clean first, then one noisy copy per level)."""
+    sets = {"clean": data.in_test}
+    for index, level in enumerate(levels):
+        generator = torch.Generator().manual_seed(NOISE_SEED + index)
+        sets[f"gaussian noise {level:g}"] = add_noise(data.in_test, "gaussian", level, generator)
+    return sets
+
+
+def fitted_detector(key: str, setting: str, data: OODData, preset: str, seed: int, progress: bool = True,
+                    fitted: dict | None = None):
+    """A fitted detector for one row of the comparison, and its train seconds.
+
+    Our detector and its ablations come through the artifacts cache (the notebooks and a later
+    comparison reuse what one run trained); the autoencoder difference reuses the full
+    detector's autoencoder; every baseline is fitted on ``data.in_train``. ``fitted`` caches
+    detectors between rows of one seed.
+
+    Returns
+    -------
+    (BaseDetector, float, str)
+        The detector, the seconds its training took, and a note for the table ("" if none).
+    """
+    fitted = {} if fitted is None else fitted
+    if key in OURS:
+        if key not in fitted:
+            detector = get_detector(setting, preset, seed, data=data, progress=progress, verbose=False, **OURS[key][1])
+            fitted[key] = detector
+        return fitted[key], fitted[key].history_["train_seconds"], ""
+    if key == AE_DIFFERENCE:
+        full, seconds, _ = fitted_detector("ours", setting, data, preset, seed, progress, fitted)
+        return (AutoencoderDifferenceDetector.from_detector(full), seconds,
+                "same autoencoder as ours (full), no extra training; train s = that detector's")
+    detector = make_detector(key, data.channels, preset=preset, seed=seed, progress=progress)
+    begin = time.perf_counter()
+    detector.fit(data.in_train)
+    return detector, time.perf_counter() - begin, ""
+
+
+def _score_all(score, in_sets: dict, out_test) -> tuple[dict, np.ndarray, float]:
+    start = time.perf_counter()
+    out_scores = score(out_test)
+    in_scores = {group: score(images) for group, images in in_sets.items()}
+    return in_scores, out_scores, time.perf_counter() - start
+
+
+def _mean(values):
+    return float(np.mean(values)) if values else None
+
+
+def _std(values):
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None, detectors=None,
+                   progress: bool = True) -> dict:
+    """Train and score every detector on ``setting`` for each seed; return (and, with ``out_dir``,
+    write) the comparison.
+
+    Parameters
+    ----------
+    setting : a key of ``data.SETTINGS`` or ``"mnist-cifar10+noise"`` / ``"cifar10-mnist+noise"``.
+    preset : "quick", "classroom" or "paper": our detector's preset and every baseline's budget
+        (None = ``$OOD_PRESET``, else paper with a GPU, else classroom).
+    seeds : seeds to repeat everything with (training draw, weights, noise); AUROC std is over these.
+    out_dir : folder for ``results.json``, ``results.md`` and ``roc.png`` (created); None = write nothing.
+    detectors : keys or labels of :data:`DETECTORS` to run (None = all). The PyOD peers are noted as
+        skipped when PyOD is not installed.
+    progress : tqdm progress bars.
+
+    Returns a dict with ``groups`` (one per test condition, each with ``rows``: one per detector
+    with ``auroc_mean``, ``auroc_std``, ``auroc_per_seed``, ``aupr_mean``, ``fpr95_mean``,
+    ``train_seconds``, ``score_seconds``, ``paper_reported``), ``skipped`` and the run's metadata.
+    """
+    setting = check_choice(setting, COMPARE_SETTINGS, "setting")
+    preset = default_preset_name() if preset is None else check_choice(preset, tuple(PRESETS), "preset")
+    seeds = _check_seeds(seeds)
+    if out_dir is not None:
+        check_output_dir(out_dir)  # before hours of training, not after
+    requested = None if detectors is None else resolve_detectors(detectors)
+    keys = requested if requested is not None else list(DETECTORS)
+    base_setting = NOISY_SETTINGS.get(setting, setting)
+    levels = NOISE_LEVELS if setting in NOISY_SETTINGS else ()
+    train_limit = get_preset(preset).train_limit
+
+    skipped = {}
+    if not pyod_available():
+        skipped.update({key: PYOD_MISSING for key in keys if key in PYOD_BASELINES})
+    run_keys = [key for key in keys if key not in skipped]
+
+    start_all = time.perf_counter()
+    per_seed = {key: {"metrics": [], "train": [], "score": [], "notes": set()} for key in run_keys}
+    roc: dict = {}
+    data = None
+    jobs = tqdm(total=len(seeds) * len(run_keys), desc="compare", disable=not progress)
+    for seed_index, seed in enumerate(seeds):
+        data = load_setting(base_setting, train_limit=train_limit, seed=seed)
+        in_sets = _test_sets(data, levels)
+        fitted_ours = {}
+        for key in run_keys:
+            if key in skipped:  # a peer that failed on an earlier seed
+                continue
+            jobs.set_description(f"seed {seed}: {LABELS[key]}")
+            try:
+                detector, train_seconds, note = fitted_detector(key, base_setting, data, preset, seed, progress,
+                                                                fitted_ours)
+                score = detector.decision_function
+                in_scores, out_scores, score_seconds = _score_all(score, in_sets, data.out_test)
+            except Exception as err:  # an external peer's failure must not sink a long run
+                if key not in PYOD_BASELINES:
+                    raise
+                skipped[key] = f"failed: {type(err).__name__}: {err}"
+                per_seed.pop(key, None)
+                for curves in roc.values():
+                    curves.pop(LABELS[key], None)
+                jobs.update(len(seeds) - seed_index)
+                continue
+            record = per_seed[key]
+            record["metrics"].append({group: metrics.summarize(in_scores[group], out_scores) for group in in_sets})
+            record["train"].append(train_seconds)
+            record["score"].append(score_seconds)
+            if note:
+                record["notes"].add(note)
+            if seed_index == 0:
+                for group in in_sets:
+                    roc.setdefault(group, {})[LABELS[key]] = (in_scores[group], out_scores)
+            jobs.update(1)
+    jobs.close()
+
+    paper = PAPER_REPORTED.get(base_setting, {})
+    groups = []
+    for group in _test_sets_names(levels):
+        rows = []
+        for key in run_keys:
+            if key not in per_seed:
+                continue
+            record = per_seed[key]
+            values = {name: [m[group][name] for m in record["metrics"]] for name in ("auroc", "aupr", "fpr95")}
+            rows.append({
+                "key": key, "detector": LABELS[key],
+                "auroc_mean": _mean(values["auroc"]), "auroc_std": _std(values["auroc"]),
+                "auroc_per_seed": values["auroc"],
+                "aupr_mean": _mean(values["aupr"]), "aupr_std": _std(values["aupr"]),
+                "fpr95_mean": _mean(values["fpr95"]), "fpr95_std": _std(values["fpr95"]),
+                "train_seconds": _mean(record["train"]), "score_seconds": _mean(record["score"]),
+                "paper_reported": paper.get(key) if group == "clean" else None,
+                "note": "; ".join(sorted(record["notes"])),
+            })
+        groups.append({"name": group, "noise_level": _level_of(group),
+                       "in_images": len(data.in_test), "out_images": len(data.out_test), "rows": rows})
+
+    results = {
+        "setting": setting, "base_setting": base_setting,
+        "in_distribution": data.in_name, "out_of_distribution": data.out_name,
+        "preset": preset, "seeds": seeds, "detectors": keys,
+        "noise_levels": list(levels), "noise_family": "gaussian" if levels else None,
+        "train_images": len(data.in_train),
+        "command": command_line(setting, preset, seeds, out_dir, None if requested is None else keys),
+        "groups": groups,
+        "skipped": {key: {"detector": LABELS[key], "reason": reason} for key, reason in skipped.items()},
+        "paper_reported": {LABELS[key]: value for key, value in paper.items()},
+        "roc_seed": seeds[0],
+        "wall_seconds": time.perf_counter() - start_all,
+        "environment": {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                        "cuda": torch.cuda.is_available(), "python": platform.python_version(),
+                        "machine": platform.machine()},
+    }
+    if out_dir is not None:
+        results["files"] = write_results(results, roc, out_dir)
+    return results
+
+
+def _test_sets_names(levels) -> list[str]:
+    return ["clean"] + [f"gaussian noise {level:g}" for level in levels]
+
+
+def _level_of(group: str) -> float:
+    return 0.0 if group == "clean" else float(group.rsplit(" ", 1)[1])
+
+
+# -- output -----------------------------------------------------------------------------------------
+def _group_title(results: dict, group: dict) -> str:
+    head = (f"{results['setting']}: in = {results['in_distribution']}, out = {results['out_of_distribution']}; "
+            f"preset {results['preset']}, seeds {' '.join(map(str, results['seeds']))}")
+    if group["name"] == "clean":
+        return f"{head} — clean in-distribution test images"
+    return (f"{head} — in-distribution test images + Gaussian noise (std {group['noise_level']:g}), "
+            f"still counted as in-distribution")
+
+
+def format_table(results: dict) -> str:
+    """The comparison as Markdown tables (one per test condition), readable in a terminal too."""
+    lines = []
+    auroc_head = "AUROC (mean ± std)" if len(results["seeds"]) > 1 else "AUROC"
+    header = ["detector", auroc_head, "AUPR", "FPR95", "train s", "score s", PAPER_COLUMN]
+    for group in results["groups"]:
+        rows = []
+        for row in group["rows"]:
+            auroc = format_value(row["auroc_mean"])
+            if row["auroc_std"] is not None:
+                auroc += f" ± {row['auroc_std']:.4f}"
+            rows.append([row["detector"], auroc, row["aupr_mean"], row["fpr95_mean"],
+                         format_value(row["train_seconds"], 1), format_value(row["score_seconds"], 1),
+                         row["paper_reported"]])
+        rows += [[skip["detector"], f"skipped: {skip['reason']}", "", "", "", "", ""]
+                 for skip in results["skipped"].values()]
+        lines += [f"### {_group_title(results, group)}", "", markdown_table(header, rows)]
+    notes = sorted({row["note"] for group in results["groups"] for row in group["rows"] if row["note"]})
+    if notes:
+        lines += [f"Note: {note}." for note in notes] + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _markdown(results: dict) -> str:
+    paper = results["paper_reported"]
+    parts = [f"# Comparison: {results['setting']} ({results['in_distribution']} in, "
+             f"{results['out_of_distribution']} out)", "",
+             "Reproduce with:", "", "```bash", results["command"], "```", "",
+             f"Preset `{results['preset']}`, seeds {', '.join(map(str, results['seeds']))}; "
+             f"{results['train_images']} in-distribution training images per seed (before each detector's own "
+             f"budget cap); {results['groups'][0]['in_images']} in and {results['groups'][0]['out_images']} out "
+             f"test images (a fixed draw, the same for every seed). Higher score = more out-of-distribution; "
+             f"out-of-distribution is the positive class. AUPR, FPR95 (false-positive rate at 95% true-positive "
+             f"rate), train and scoring seconds are means over seeds; scoring covers every test set of the table "
+             f"(in, out and noisy copies). Total wall time {results['wall_seconds'] / 60:.1f} min "
+             f"(torch {results['environment']['torch']}, torch threads: {results['environment']['torch_threads']}, "
+             f"CUDA {'yes' if results['environment']['cuda'] else 'no'}).", ""]
+    if paper:
+        parts += [f"The column *{PAPER_COLUMN}* holds the AUROC printed in the paper (Tables 1-3) for the "
+                  f"same setting, copied as reported; it was not produced by this code and the paper's training "
+                  f"budget differs from this preset.", ""]
+    else:
+        parts += [f"The paper reports no numbers for this setting, so *{PAPER_COLUMN}* is empty.", ""]
+    if results["noise_levels"]:
+        parts += [f"The noisy groups add Gaussian noise (std {', '.join(map(str, results['noise_levels']))}, seeded) "
+                  f"to the in-distribution test images only; they still count as in-distribution.", ""]
+    parts += [format_table(results), "", f"![ROC curves, seed {results['roc_seed']}](roc.png)", ""]
+    return "\n".join(parts)
+
+
+def write_results(results: dict, roc: dict, out_dir) -> dict:
+    """Write ``results.json``, ``results.md`` and ``roc.png`` into ``out_dir`` together (a temporary
+    folder renamed into place, so the folder never mixes two runs); return their final paths.
+
+    Raises
+    ------
+    ood_helpers.files.OutputPathError
+        When ``out_dir`` cannot be written.
+    """
+    out = Path(out_dir)
+    files = {"results_json": str(out / "results.json"), "results_md": str(out / "results.md"),
+             "roc_png": str(out / "roc.png")}
+    results = {**results, "files": files}
+    with atomic_output_dir(out) as work:
+        _write_comparison_files(results, roc, work)
+    return files
+
+
+def _write_comparison_files(results: dict, roc: dict, work: Path):
+    from matplotlib.figure import Figure  # no pyplot: works headless and leaves notebook backends alone
+
+    from .plots import plot_roc_curves
+
+    files = {"results_json": str(work / "results.json"), "results_md": str(work / "results.md"),
+             "roc_png": str(work / "roc.png")}
+
+    groups = list(roc)
+    ncols = min(2, max(1, len(groups)))
+    nrows = max(1, -(-len(groups) // ncols))
+    fig = Figure(figsize=(6 * ncols, 6 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False).flatten()
+    for ax in axes[len(groups):]:
+        ax.set_axis_off()
+    for ax, group in zip(axes, groups):
+        plot_roc_curves(roc[group], ax=ax, title=f"{results['setting']}: {group} (seed {results['roc_seed']})")
+    fig.tight_layout()
+    fig.savefig(files["roc_png"], dpi=110)
+
+    Path(files["results_json"]).write_text(json.dumps(results, indent=2) + "\n")
+    Path(files["results_md"]).write_text(_markdown(results))
+
+
+# -- one detector, one setting ---------------------------------------------------------------------
+def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: bool = True) -> dict:
+    """Train our detector on the setting's in-distribution train split, score the fixed test draw
+    (2000 in + 2000 out), write results.json, results.md and roc.png into ``out_dir``.
+
+    With ``out_dir`` the training state is kept there each epoch (classroom and paper presets),
+    so an interrupted run restarted with the same folder resumes.
+    """
+    check_choice(setting, tuple(SETTINGS), "setting")
+    preset = get_preset(preset)
+    seed = check_seed(seed)
+    out = check_output_dir(out_dir) if out_dir is not None else None  # before training, not after
+    data = load_setting(setting, train_limit=preset.train_limit, seed=seed)
+    detector = OODDetector(in_channels=data.channels, preset=preset, seed=seed, progress=progress)
+    # state files are named by the run's identity: another seed or preset in this folder starts afresh
+    detector.fit(data.in_train, work_dir=out / "train_state" if out else None)
+    start = time.perf_counter()
+    in_scores, out_scores = detector.decision_function(data.in_test), detector.decision_function(data.out_test)
+    score_seconds = time.perf_counter() - start
+    reference = MeanIntensityDetector(in_channels=data.channels, seed=seed).fit(data.in_train)
+    ref_in, ref_out = reference.decision_function(data.in_test), reference.decision_function(data.out_test)
+    results = {"setting": setting, "in": data.in_name, "out": data.out_name, "preset": preset.name, "seed": seed,
+               "preset_fields": preset.as_dict(), "run_identity": detector.run_identity_,
+               **metrics.summarize(in_scores, out_scores),
+               "auroc_ci95": metrics.bootstrap_auroc_ci(in_scores, out_scores, n_boot=500, seed=seed),
+               "train_seconds": detector.history_["train_seconds"], "score_seconds": score_seconds,
+               "n_train": detector.history_["n_images"], "n_test": {"in": len(in_scores), "out": len(out_scores)},
+               "validation_auroc_by_family": detector.validation_,
+               "mean_intensity_baseline": metrics.summarize(ref_in, ref_out),
+               "paper_reported_auroc": PAPER_REPORTED.get(setting, {}).get("ours"),
+               "threshold": detector.threshold_,
+               "fpr_at_threshold": float(np.mean(in_scores > detector.threshold_)),
+               "tpr_at_threshold": float(np.mean(out_scores > detector.threshold_))}
+    if out is not None:
+        # every file of this run is written together; the folder never mixes two runs
+        with atomic_output_dir(out) as work:
+            (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
+            (work / "results.md").write_text(results_table(results))
+            _save_roc(work / "roc.png", {"ours": (in_scores, out_scores), "mean intensity": (ref_in, ref_out)},
+                      f"{data.in_name} in / {data.out_name} out ({preset.name}, seed {seed})")
+            detector.save(work / "detector.pt")
+    return results
+
+
+def results_table(results: dict) -> str:
+    """Markdown table of a :func:`reproduce` result."""
+    low, high = results["auroc_ci95"]
+    base = results["mean_intensity_baseline"]
+    paper = results["paper_reported_auroc"]
+    rows = [["ours (measured)", results["auroc"], f"{low:.4f}-{high:.4f}", results["aupr"], results["fpr95"],
+             format_value(results["train_seconds"], 0)],
+            ["mean intensity (measured)", base["auroc"], "", base["aupr"], base["fpr95"], "0"]]
+    if paper is not None:
+        rows.append(["paper's method (reported in the paper, not run here)", paper, "", "", "", ""])
+    title = f"{results['in']} in / {results['out']} out, preset {results['preset']}, seed {results['seed']}"
+    return title + "\n\n" + markdown_table(["detector", "AUROC", "95% CI", "AUPR", "FPR95", "train s"], rows)
+
+
+def _save_roc(path: Path, curves: dict, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_roc_curves
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    plot_roc_curves(curves, ax=ax, title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def noise_robustness(detector, data: OODData, families=NOISE_FAMILIES, levels=(0.0,) + NOISE_LEVELS,
+                     seed: int = 0) -> list[dict]:
+    """How noise on in-distribution test images changes detection, one row per (family, level).
+
+    ``auroc_vs_ood``: noisy in-distribution test images against the clean OOD test set (should
+    stay high: noise must not make normal images look abnormal). ``fpr_noisy_in``: share of noisy
+    in-distribution images flagged at the threshold that keeps 95% of clean ones (0.05 = no change).
+    ``auroc_noisy_ood``: clean in-distribution against noisy OOD images (noisy outliers still caught).
+    """
+    clean_in, clean_out = detector.decision_function(data.in_test), detector.decision_function(data.out_test)
+    rows = []
+    for family in families:
+        for level in levels:
+            generator = torch.Generator().manual_seed(seed)
+            noisy_in = detector.decision_function(add_noise(data.in_test, family, level, generator))
+            noisy_out = detector.decision_function(add_noise(data.out_test, family, level, generator))
+            rows.append({"family": family, "level": float(level),
+                         "auroc_vs_ood": metrics.auroc(noisy_in, clean_out),
+                         "auroc_noisy_ood": metrics.auroc(clean_in, noisy_out),
+                         "fpr_noisy_in": metrics.fpr_at_threshold(clean_in, noisy_in, 0.95)})
+    return rows
+
+
+def robustness_table(rows: list[dict]) -> str:
+    """Markdown table of :func:`noise_robustness` rows."""
+    return markdown_table(["noise", "level", "AUROC noisy-in vs OOD", "AUROC in vs noisy-OOD",
+                           "FPR on noisy in (95% clean kept)"],
+                          [[r["family"], format_value(r["level"], 2), r["auroc_vs_ood"], r["auroc_noisy_ood"],
+                            format_value(r["fpr_noisy_in"], 3)] for r in rows])
+
+
+def robustness(setting: str, preset=None, seed: int = 0, out_dir=None, families=NOISE_FAMILIES,
+               levels=(0.0,) + NOISE_LEVELS, progress: bool = True) -> dict:
+    """Noise robustness with and without noise augmentation (the paper's claim), as rows + table.
+
+    The two detectors come from :func:`artifacts.get_detector`: reused when the notebooks or a
+    comparison already trained them, trained and saved there otherwise.
+    """
+    check_choice(setting, tuple(SETTINGS), "setting")
+    preset = get_preset(preset)
+    seed = check_seed(seed)
+    if out_dir is not None:
+        check_output_dir(out_dir)
+    data = get_data(setting, preset, seed)
+    result = {"setting": setting, "preset": preset.name, "seed": seed, "rows": {}}
+    for augment in (True, False):
+        detector = get_detector(setting, preset, seed, noise_augment=augment, data=data, progress=progress)
+        result["rows"]["with augmentation" if augment else "without augmentation"] = noise_robustness(
+            detector, data, families, levels, seed)
+    if out_dir is not None:
+        with atomic_output_dir(out_dir) as work:
+            (work / "robustness.json").write_text(json.dumps(result, indent=2))
+            (work / "robustness.md").write_text("".join(f"### {name}\n\n{robustness_table(rows)}\n"
+                                                        for name, rows in result["rows"].items()))
+    return result
