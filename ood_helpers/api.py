@@ -231,7 +231,9 @@ class BaseDetector(BaseEstimator):
                 train, held_out = split_held_out(images, self.held_out_fraction, generator)
                 self.n_train_ = {"fit": len(train), "held_out": len(held_out)}
                 self._fit(train, held_out, generator, **fit_params)
-                self.threshold_ = float(np.quantile(self._decision(held_out), self.threshold_quantile))
+                # "higher": at least threshold_quantile of the held-out images score <= threshold_
+                self.threshold_ = float(np.quantile(self._decision(held_out), self.threshold_quantile,
+                                                    method="higher"))
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(previous)

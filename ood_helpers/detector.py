@@ -557,6 +557,7 @@ class AutoencoderDifferenceDetector(BaseDetector):
         new.n_train_, new.train_fingerprint_ = dict(detector.n_train_), detector.train_fingerprint_
         new.history_ = {"autoencoder_l1": detector.history_["autoencoder_l1"],
                         "train_seconds": detector.history_["train_seconds"], "shared_with": "OODDetector"}
-        new.threshold_ = float(np.quantile(detector.held_out_scores_["difference_l1"], detector.threshold_quantile))
+        new.threshold_ = float(np.quantile(detector.held_out_scores_["difference_l1"], detector.threshold_quantile,
+                                           method="higher"))
         return new
 

@@ -139,10 +139,12 @@ def test_checkpoint_for_other_channels_or_preset_is_refused(fitted_detector, tmp
 
 
 def test_checkpoint_with_weights_of_another_width_is_refused(fitted_detector, tmp_path):
-    payload = torch.load(fitted_detector.save(tmp_path / "d.pt"), weights_only=True)
+    from ood_helpers.checkpoints import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(fitted_detector.save(tmp_path / "d.pt"), "ood_helpers.detector")
     payload["config"]["preset"]["width"] = 8
-    torch.save(payload, tmp_path / "edited.pt")
-    with pytest.raises(CheckpointError, match="do not fit"):
+    save_checkpoint(payload, tmp_path / "edited.pt")   # a consistent hash over inconsistent contents
+    with pytest.raises(CheckpointError, match="edited.pt.*do not form a detector"):
         OODDetector.load(tmp_path / "edited.pt")
 
 
@@ -155,7 +157,7 @@ def test_truncated_and_foreign_files_are_refused(fitted_detector, tmp_path):
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         OODDetector.load(tmp_path / "notes.txt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="expected a 'ood_helpers.detector'"):
+    with pytest.raises(CheckpointError, match="other.pt.*not an ood_helpers checkpoint"):
         OODDetector.load(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         OODDetector.load(tmp_path / "missing.pt")
