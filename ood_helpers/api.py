@@ -133,7 +133,14 @@ def split_held_out(images: torch.Tensor, fraction: float, generator: torch.Gener
     -------
     (torch.Tensor, torch.Tensor)
         The remaining images and the held-out ones, both in their original order.
+
+    Raises
+    ------
+    InputError
+        When fewer than ``minimum`` images would be left to train on.
     """
+    if len(images) < 2 * minimum:
+        raise InputError(f"images: expected at least {2 * minimum} images to hold {minimum} out, got {len(images)}.")
     order = torch.randperm(len(images), generator=generator)
     n_held = max(minimum, int(round(fraction * len(images))))
     return images[order[n_held:].sort().values], images[order[:n_held].sort().values]
@@ -272,6 +279,13 @@ class BaseDetector(BaseEstimator):
         -------
         numpy.ndarray of int64, shape (N,)
             ``decision_function(images) > threshold_``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit`` or ``load``.
+        InputError
+            Bad images or batch size.
         """
         self._check_fitted("predict")
         return (self._decision(images, batch_size) > self.threshold_).astype(np.int64)

@@ -45,6 +45,7 @@ class ScoreCalibration:
     latent_std: float = 1.0
 
     def as_dict(self) -> dict:
+        """The four numbers by name."""
         return asdict(self)
 
 
@@ -217,6 +218,13 @@ class OODDetector(BaseDetector):
         Returns
         -------
         self
+
+        Raises
+        ------
+        InputError
+            Bad images or constructor arguments.
+        TrainingDivergedError
+            A training loss became NaN or infinite (nothing is fitted then).
         """
         return super().fit(images, y, work_dir=work_dir, on_epoch_end=on_epoch_end)
 

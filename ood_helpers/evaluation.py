@@ -179,6 +179,14 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
     Returns a dict with ``groups`` (one per test condition, each with ``rows``: one per detector
     with ``auroc_mean``, ``auroc_std``, ``auroc_per_seed``, ``aupr_mean``, ``fpr95_mean``,
     ``train_seconds``, ``score_seconds``, ``paper_reported``), ``skipped`` and the run's metadata.
+
+    Raises
+    ------
+    InputError
+        Unknown setting, preset or detector, bad seeds, or an output folder that cannot be written
+        (:class:`~ood_helpers.files.OutputPathError`), all before any training.
+    DatasetNotFoundError
+        The data is missing or damaged.
     """
     setting = check_choice(setting, COMPARE_SETTINGS, "setting")
     preset = default_preset_name() if preset is None else check_choice(preset, tuple(PRESETS), "preset")
@@ -394,7 +402,26 @@ def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: 
     (2000 in + 2000 out), write results.json, results.md and roc.png into ``out_dir``.
 
     With ``out_dir`` the training state is kept there each epoch (classroom and paper presets),
-    so an interrupted run restarted with the same folder resumes.
+    so an interrupted run restarted with the same folder resumes; state files are named by the
+    run's identity, so a run with another seed or configuration in that folder starts afresh. The
+    output files are written together when the run is complete: the folder never mixes two runs.
+
+    Returns
+    -------
+    dict
+        ``auroc``, ``aupr``, ``fpr95``, ``auroc_ci95``, ``threshold`` and the rates at it,
+        timings, image counts, per-family validation AUROCs, the mean-intensity reference, the
+        paper's reported AUROC (a labelled reference) and ``run_identity``.
+
+    Raises
+    ------
+    InputError
+        Unknown setting, bad seed, or an output folder that cannot be written (checked before
+        training).
+    DatasetNotFoundError
+        The data is missing or damaged.
+    TrainingDivergedError
+        Training diverged.
     """
     check_choice(setting, tuple(SETTINGS), "setting")
     preset = get_preset(preset)

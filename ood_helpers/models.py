@@ -56,6 +56,7 @@ class ResNetTrunk(nn.Module):
         self.out_features = widths[-1]
 
     def forward(self, x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, C, 32, 32) images (and, with ``inject_stage``, aux (N, aux_dim)) -> features (N, 8w)."""
         x = self.stem(x)
         for index, stage in enumerate(self.stages, start=1):
             x = stage(x)
@@ -73,6 +74,7 @@ class Encoder(nn.Module):
         self.fc = nn.Linear(self.trunk.out_features, latent_dim)
 
     def forward(self, x):
+        """Images (N, C, 32, 32) in [0, 1] -> latent z (N, latent_dim)."""
         return self.fc(self.trunk(x))
 
 
@@ -93,6 +95,7 @@ class Decoder(nn.Module):
         self.head = nn.Conv2d(width, out_channels, 3, 1, 1)
 
     def forward(self, z):
+        """Latent z (N, latent_dim) -> reconstruction (N, C, 32, 32) in [0, 1] (a sigmoid output)."""
         x = self.fc(z).view(-1, 8 * self.width, 2, 2)
         for stage in self.stages:
             x = stage(x)
@@ -108,6 +111,7 @@ class AutoEncoder(nn.Module):
         self.decoder = Decoder(in_channels, width, latent_dim)
 
     def forward(self, x):
+        """Images (N, C, 32, 32) in [0, 1] -> (reconstruction D(E(x)) (N, C, 32, 32), z = E(x) (N, latent_dim))."""
         z = self.encoder(x)
         return self.decoder(z), z
 
@@ -128,6 +132,13 @@ class DifferenceClassifier(nn.Module):
         self.fc = nn.Linear(self.trunk.out_features, 1)
 
     def forward(self, difference, z=None):
+        """Difference images (N, C, 32, 32) and z (N, latent_dim) -> logits (N,), higher = more OOD.
+
+        Raises
+        ------
+        ValueError
+            When the classifier was built with ``latent_input=True`` and ``z`` is None.
+        """
         if self.latent_input and z is None:
             raise ValueError("z: this classifier was built with latent_input=True and needs the latent z.")
         return self.fc(self.trunk(difference, z if self.latent_input else None)).squeeze(1)

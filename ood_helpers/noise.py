@@ -22,7 +22,11 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflect padding; sigma in pixels."""
+    """Separable Gaussian blur with reflect padding.
+
+    ``images``: float (N, C, H, W); ``sigma`` in pixels (<= 0 returns the input). Returns the same
+    shape. Raises nothing itself (torch errors for images smaller than the kernel radius).
+    """
     if sigma <= 0:
         return images
     kernel = _gaussian_kernel(sigma)
@@ -57,9 +61,23 @@ def _apply(images: torch.Tensor, family: str, severity: torch.Tensor,
 
 def add_noise(images: torch.Tensor, family: str, severity: float,
               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Return a noisy copy of ``images`` (float N x C x 32 x 32 in [0, 1]), clipped to [0, 1].
+    """Return a noisy copy of ``images``, clipped to [0, 1].
 
-    ``family`` is one of ``NOISE_FAMILIES``; ``severity`` in [0, 1] (0 returns the input).
+    Parameters
+    ----------
+    images : float (N, C, 32, 32) in [0, 1] (or any form :func:`~ood_helpers.validation.as_image_batch` accepts)
+    family : one of ``NOISE_FAMILIES``
+    severity : float in [0, 1]; 0 returns an unchanged copy (see the module doc for its meaning per family)
+    generator : torch.Generator or None (seed it to reproduce the noise)
+
+    Returns
+    -------
+    torch.Tensor, float (N, C, 32, 32) in [0, 1]
+
+    Raises
+    ------
+    InputError
+        Unknown family, severity outside [0, 1], or bad images.
     """
     check_choice(family, NOISE_FAMILIES, "family")
     if not 0.0 <= float(severity) <= 1.0:

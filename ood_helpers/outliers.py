@@ -59,6 +59,10 @@ def _partner(n, generator):
 
 
 def cutpaste(x, generator=None):
+    """A rectangle (8-16 px a side) of another image pasted at a random place (Li et al., CutPaste, CVPR 2021).
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
     out, partner = x.clone(), _partner(len(x), generator)
     size = x.shape[-1]
     for i in range(len(x)):
@@ -70,15 +74,27 @@ def cutpaste(x, generator=None):
 
 
 def mixup(x, generator=None):
+    """lambda * x + (1 - lambda) * partner, lambda in [0.35, 0.65]: two images superimposed (after Zhang et al., mixup, 2018).
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
     lam = _uniform(len(x), 0.35, 0.65, generator).view(-1, 1, 1, 1)
     return lam * x + (1 - lam) * x[_partner(len(x), generator)]
 
 
 def invert(x, generator=None):
+    """1 - x: contrast polarity reversed.
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
     return 1.0 - x
 
 
 def patch_shuffle(x, generator=None, patch: int = 8):
+    """The image cut into ``patch`` x ``patch`` tiles, randomly permuted: layout broken, local statistics kept.
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
     n, c, size = x.shape[0], x.shape[1], x.shape[-1]
     grid = size // patch
     patches = x.unfold(2, patch, patch).unfold(3, patch, patch).reshape(n, c, grid * grid, patch, patch)
@@ -88,21 +104,37 @@ def patch_shuffle(x, generator=None, patch: int = 8):
 
 
 def grayscale(x, generator=None):
+    """ITU-R 601 luma repeated to every channel (RGB only): colour removed.
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
     return _luma(x).expand_as(x).clone()
 
 
 def exposure(x, generator=None):
+    """x ** gamma with gamma in [2.5, 5] (much darker) or [0.15, 0.4] (much brighter), half each.
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
     dark = torch.rand(len(x), generator=generator) < 0.5
     gamma = torch.where(dark, _uniform(len(x), 2.5, 5.0, generator), _uniform(len(x), 0.15, 0.4, generator))
     return x.clamp_min(1e-6) ** gamma.view(-1, 1, 1, 1)
 
 
 def posterize(x, generator=None):
+    """Two levels per channel: 1 where the pixel exceeds the channel's mean, else 0.
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
     threshold = x.mean(dim=(2, 3), keepdim=True)
     return (x > threshold).float()
 
 
 def edges(x, generator=None):
+    """The Sobel gradient magnitude of the luma, scaled to a maximum of 1: lines without texture.
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
     sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
     kernel = torch.stack([sobel, sobel.t()]).unsqueeze(1)
     grad = F.conv2d(F.pad(_luma(x), (1, 1, 1, 1), mode="replicate"), kernel)
@@ -112,6 +144,10 @@ def edges(x, generator=None):
 
 
 def smooth(x, generator=None):
+    """Only the 4x4 average-pooled content, upsampled bilinearly: an image smoother than the data.
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
     coarse = F.adaptive_avg_pool2d(x, 4)
     return F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
@@ -121,6 +157,8 @@ _MAKERS = {f.__name__: f for f in (cutpaste, mixup, invert, patch_shuffle, grays
 
 def make_outliers(images, families=None, generator: torch.Generator | None = None):
     """Turn in-distribution images into synthetic outliers, one random family per image.
+
+    Raises :class:`~ood_helpers.validation.InputError` for bad images or unknown families.
 
     images: float (N, C, 32, 32) in [0, 1]. families: names from ``OUTLIER_FAMILIES`` (default:
     every family that applies to C channels). Returns (outliers with the same shape and range,
@@ -143,6 +181,10 @@ def make_outliers(images, families=None, generator: torch.Generator | None = Non
 
 
 def apply_family(images, family: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply one named family to every image (for galleries and per-family validation)."""
+    """Apply one named family to every image (for galleries and per-family validation).
+
+    ``images``: float (N, C, 32, 32) in [0, 1]; returns outliers of the same shape and range.
+    Raises :class:`~ood_helpers.validation.InputError` for bad images or an unknown family.
+    """
     out, _ = make_outliers(images, (family,), generator)
     return out

@@ -17,6 +17,8 @@ from .validation import check_choice
 
 @dataclass(frozen=True)
 class Preset:
+    """One training budget: network sizes, optimiser, schedule and data cap (see the module doc)."""
+
     name: str
     width: int                 # base width of every ResNet-18 (64 = torchvision's resnet18)
     stem: str                  # "imagenet" (stride 4, CPU friendly) or "cifar" (stride 1)
@@ -33,9 +35,12 @@ class Preset:
     checkpoint_every_epoch: bool
 
     def milestone_epochs(self, epochs: int) -> list[int]:
+        """The epochs (1-based, < ``epochs``) after which MultiStepLR lowers the learning rate:
+        ``milestones`` as fractions of ``epochs`` (the paper: 0.4 and 0.8 of 100 = 40 and 80)."""
         return sorted({max(1, round(f * epochs)) for f in self.milestones if round(f * epochs) < epochs})
 
     def as_dict(self) -> dict:
+        """Every field by name (tuples kept), e.g. to record a run's configuration."""
         return asdict(self)
 
 

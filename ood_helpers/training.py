@@ -183,7 +183,10 @@ def preset_schedule(preset: Preset, epochs: int) -> dict:
 def train_autoencoder(autoencoder, images: torch.Tensor, preset: Preset, generator: torch.Generator,
                       device, noise: NoiseAugment | None = None, state_path=None, progress=True,
                       on_epoch_end=None, identity: dict | None = None) -> list[float]:
-    """Train E and D with the L1 reconstruction loss (equation 1 of the paper).
+    """Train E and D with the L1 reconstruction loss :math:`|I - D(E(I))|_1` (equation 1 of the paper).
+
+    ``images``: float (N, C, 32, 32) in [0, 1] on the CPU (batches move to ``device``). Returns the
+    mean loss per epoch. Raises :class:`TrainingDivergedError` when the loss is not finite.
 
     With ``noise`` the input is corrupted and the target stays clean (a denoising autoencoder), so
     a noisy in-distribution image is still reconstructed as its clean self.
@@ -203,6 +206,9 @@ def train_classifier(classifier, autoencoder, images: torch.Tensor, preset: Pres
                      device, noise: NoiseAugment | None = None, families=None, state_path=None, progress=True,
                      on_epoch_end=None, identity: dict | None = None) -> list[float]:
     """Train the in/out classifier with cross-entropy (equation 2 of the paper).
+
+    ``images``: float (N, C, 32, 32) in [0, 1], in-distribution only. Returns the mean loss per
+    epoch. Raises :class:`TrainingDivergedError` when the loss is not finite.
 
     Every batch holds ``batch_size`` in-distribution images (label 0) and as many synthetic
     outliers made from other in-distribution images (label 1). Noise augmentation, when on, hits
