@@ -28,7 +28,8 @@ def run(setting: str, preset, seed: int) -> dict:
     data = load_setting(setting, train_limit=preset.train_limit, seed=seed)
     rows = {}
     reference = MeanIntensityDetector(data.channels).fit(data.in_train)
-    rows["mean intensity, distance of the mean pixel from the training mean (reference)"] = auroc(reference.score(data.in_test), reference.score(data.out_test))
+    rows["mean intensity, distance of the mean pixel from the training mean (reference)"] = auroc(
+        reference.decision_function(data.in_test), reference.decision_function(data.out_test))
     classic = OODDetector(data.channels, preset, seed, outlier_families=CLASSIC_FAMILIES, progress=False).fit(data.in_train)
     full = OODDetector(data.channels, preset, seed, progress=False).fit(data.in_train)
     for name, det in (("classic", classic), ("all", full)):
@@ -40,7 +41,7 @@ def run(setting: str, preset, seed: int) -> dict:
         else:
             rows["4. classifier, + simpler/smoother outliers (grayscale, exposure, posterize, edges, smooth)"] = auroc(parts_in["classifier"], parts_out["classifier"])
             rows["5. latent Mahalanobis distance alone"] = auroc(parts_in["latent"], parts_out["latent"])
-            rows["6. final: classifier (4) + latent distance (5), standardised sum"] = auroc(det.score(data.in_test), det.score(data.out_test))
+            rows["6. final: classifier (4) + latent distance (5), standardised sum"] = auroc(parts_in["score"], parts_out["score"])
     return rows
 
 

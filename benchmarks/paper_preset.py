@@ -35,7 +35,7 @@ from ood_helpers import OODDetector, load_setting  # noqa: E402
 from ood_helpers import metrics  # noqa: E402
 from ood_helpers.baselines import MeanIntensityDetector  # noqa: E402
 from ood_helpers.data import SETTINGS  # noqa: E402
-from ood_helpers.experiments import PAPER_REPORTED  # noqa: E402
+from ood_helpers.paper import reported_auroc  # noqa: E402
 from ood_helpers.presets import get_preset  # noqa: E402
 
 MAX_EPOCHS = 100
@@ -48,11 +48,11 @@ def _fit_and_score(data, preset, seed: int, label: str, log) -> dict:
     start = time.perf_counter()
     detector = OODDetector(data.channels, preset, seed, progress=False)
     detector.fit(data.in_train, on_epoch_end=on_epoch_end)
-    if detector.device.type == "cuda":
+    if detector.device_.type == "cuda":
         torch.cuda.synchronize()
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    in_scores, out_scores = detector.score(data.in_test), detector.score(data.out_test)
+    in_scores, out_scores = detector.decision_function(data.in_test), detector.decision_function(data.out_test)
     score_seconds = time.perf_counter() - start
     epochs = detector.history_["epoch_seconds"]
     return {"label": label, "ae_epochs": preset.ae_epochs, "clf_epochs": preset.clf_epochs,
@@ -61,7 +61,7 @@ def _fit_and_score(data, preset, seed: int, label: str, log) -> dict:
             "median_epoch_seconds": {stage: statistics.median(s) for stage, s in epochs.items()},
             "final_losses": {"autoencoder_l1": detector.history_["autoencoder_l1"][-1],
                              "classifier_ce": detector.history_["classifier_ce"][-1]},
-            "n_images": detector.history_["n_images"], "device": str(detector.device)}
+            "n_images": detector.history_["n_images"], "device": str(detector.device_)}
 
 
 def _table(results: dict) -> str:
@@ -147,9 +147,10 @@ def main(argv=None) -> int:
     results = {"setting": args.setting, "in": data.in_name, "out": data.out_name, "seed": args.seed,
                "preset": get_preset("paper", **overrides).as_dict(), "shrunk": shrunk,
                "budget_seconds": args.budget_seconds, "load_seconds": load_seconds, "runs": runs,
-               "mean_intensity": metrics.summarize(reference.score(data.in_test), reference.score(data.out_test)),
+               "mean_intensity": metrics.summarize(reference.decision_function(data.in_test),
+                                                  reference.decision_function(data.out_test)),
                "full_run_estimate_seconds": MAX_EPOCHS * (speed["autoencoder"] + speed["classifier"]),
-               "paper_reported_auroc": PAPER_REPORTED.get(args.setting),
+               "paper_reported_auroc": reported_auroc(args.setting, "ours"),
                "command": "python " + " ".join(["benchmarks/paper_preset.py", *(argv or sys.argv[1:])]),
                "environment": {"torch": torch.__version__, "python": platform.python_version(),
                                "cuda": torch.cuda.is_available(),

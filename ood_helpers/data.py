@@ -536,3 +536,33 @@ def load_setting(setting: str, train_limit: int | None = None, root=None, downlo
     name_in, name_out = describe_setting(setting)
     return OODData(setting, name_in, name_out, channels, to_geometry(in_train, channels),
                    to_geometry(in_test, channels), to_geometry(out_test, channels))
+
+
+def sample(images, n: int, seed: int = 0):
+    """``n`` images drawn at random without replacement, reproducibly.
+
+    Use this instead of ``images[:n]``: the offline CIFAR-10 copy is stored class by class, so the
+    first images of a split are all airplanes.
+
+    Parameters
+    ----------
+    images : torch.Tensor (N, ...)
+        Any batch indexed along its first dimension, e.g. images (N, C, 32, 32).
+    n : int
+        How many to draw, 1 <= n <= N.
+    seed : int
+        Seeds the draw (a private generator: the global random state is untouched).
+
+    Returns
+    -------
+    torch.Tensor (n, ...)
+        The drawn items, in the order drawn.
+
+    Raises
+    ------
+    InputError
+        When ``n`` is not an integer in [1, N].
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= len(images):
+        raise InputError(f"n: expected a number of images in [1, {len(images)}], got {n!r}.")
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(int(seed)))[:n]]

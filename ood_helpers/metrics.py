@@ -308,3 +308,34 @@ def summarize(in_scores, out_scores) -> dict:
     """
     return {"auroc": auroc(in_scores, out_scores), "aupr": aupr(in_scores, out_scores),
             "fpr95": fpr_at_tpr(in_scores, out_scores)}
+
+
+def image_complexity(images) -> np.ndarray:
+    """How detailed each image is: a total-variation measure.
+
+    The mean absolute difference between horizontally and vertically neighbouring pixels,
+    averaged over both directions and all channels. Used in notebook 03 to show that the
+    autoencoder's reconstruction error follows image detail.
+
+    Parameters
+    ----------
+    images : torch.Tensor, numpy array or map-style Dataset
+        (N, C, 32, 32) float in [0, 1] or uint8 0-255 (see
+        :func:`ood_helpers.validation.as_image_batch`).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N,)
+        Values in [0, 1]: 0 for a flat image, 0.5 for one-pixel black-and-white stripes.
+
+    Raises
+    ------
+    InputError
+        When ``images`` is not a batch of 32x32 images.
+    """
+    from .validation import as_image_batch
+
+    images = as_image_batch(images)
+    horizontal = (images[..., :, 1:] - images[..., :, :-1]).abs().mean(dim=(1, 2, 3))
+    vertical = (images[..., 1:, :] - images[..., :-1, :]).abs().mean(dim=(1, 2, 3))
+    return ((horizontal + vertical) / 2).double().numpy()

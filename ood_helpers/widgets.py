@@ -9,10 +9,11 @@ Three layers, so the logic can be tested without a browser and the picture witho
 - :func:`noise_explorer`: the ipywidgets front end (family dropdown, severity slider, image
   slider, score text, figure), which calls the two functions above on every change.
 
-    from ood_helpers import teaching
+    from ood_helpers.data import sample
     from ood_helpers.widgets import noise_explorer
-    images = teaching.sample(data.in_test, 16)   # a random draw: the CIFAR-10 copy is stored class by class
-    noise_explorer(detector, images, detector.score(data.in_test), detector.score(data.out_test))
+    images = sample(data.in_test, 16)   # a random draw: the CIFAR-10 copy is stored class by class
+    noise_explorer(detector, images, detector.decision_function(data.in_test),
+                   detector.decision_function(data.out_test))
 """
 from __future__ import annotations
 
@@ -46,37 +47,62 @@ def _percent_below(scores: np.ndarray | None, score: float) -> float | None:
     return None if scores is None else float(100.0 * np.mean(scores < score))
 
 
+def _channels(detector, what: str) -> int | None:
+    """The fitted detector's image channels; raises its NotFittedError before ``fit``."""
+    if hasattr(detector, "_check_fitted"):
+        detector._check_fitted(what)
+    return getattr(detector, "in_channels_", None) or getattr(detector, "in_channels", None)
+
+
 def explorer_state(detector, image, family: str, severity: float, seed: int = 0,
                    in_scores=None, out_scores=None) -> dict:
     """Noise one image and score it; no widgets, no drawing.
 
     Parameters
     ----------
-    detector : a fitted :class:`~ood_helpers.OODDetector` (anything with ``explain``, ``score`` and ``in_channels``).
-    image : one image (C, 32, 32) or a batch of one (1, C, 32, 32), float in [0, 1] or uint8.
-    family : one of :data:`~ood_helpers.noise.NOISE_FAMILIES`.
-    severity : in [0, 1]; 0 leaves the image unchanged.
-    seed : seeds the noise, so the same (family, severity, seed) always gives the same noisy image;
+    detector : ood_helpers.OODDetector
+        Fitted (anything with ``explain``, ``decision_function`` and ``in_channels_``).
+    image : torch.Tensor (C, 32, 32) or (1, C, 32, 32)
+        One image, float in [0, 1] or uint8 0-255.
+    family : str
+        One of :data:`~ood_helpers.noise.NOISE_FAMILIES`.
+    severity : float in [0, 1]
+        0 leaves the image unchanged.
+    seed : int
+        Seeds the noise, so the same (family, severity, seed) always gives the same noisy image;
         for gaussian, speckle and salt_pepper a larger severity strengthens one fixed noise pattern.
-    in_scores, out_scores : optional reference scores; when given, the state says what percentage
-        of them lie strictly below this image's score.
+    in_scores, out_scores : array-like (N,) or None
+        Optional reference scores; when given, the state says what percentage of them lie
+        strictly below this image's score.
 
-    Returns a dict: ``family``, ``severity``, ``seed``; tensors (C, 32, 32) ``clean``, ``noisy``,
-    ``reconstruction``, ``difference``; floats ``score`` (the noisy image) and ``clean_score``;
-    ``in_percent_below`` / ``out_percent_below`` (float in [0, 100] or None), ``threshold`` (the
-    95th percentile of ``in_scores``) and ``flagged`` (score above it); both None without ``in_scores``.
+    Returns
+    -------
+    dict
+        ``family``, ``severity``, ``seed``; tensors (C, 32, 32) ``clean``, ``noisy``,
+        ``reconstruction``, ``difference`` (in [0, 1]); floats ``score`` (the noisy image) and
+        ``clean_score``; ``in_percent_below`` / ``out_percent_below`` (float in [0, 100] or
+        None), ``threshold`` (the 95th percentile of ``in_scores``) and ``flagged`` (score above
+        it), both None without ``in_scores``.
+
+    Raises
+    ------
+    NotFittedError
+        When ``detector`` is not fitted.
+    InputError
+        Unknown family, severity outside [0, 1], not exactly one image, wrong channels, or empty or
+        non-finite reference scores.
     """
     check_choice(family, NOISE_FAMILIES, "family")
-    images = as_image_batch(image, getattr(detector, "in_channels", None), "image")
+    images = as_image_batch(image, _channels(detector, "explorer_state"), "image")
     if len(images) != 1:
         raise InputError(f"image: expected one image (C, 32, 32) or a batch of one, got {len(images)} images.")
     in_scores = None if in_scores is None else _as_scores(in_scores, "in_scores")
     out_scores = None if out_scores is None else _as_scores(out_scores, "out_scores")
     noisy = add_noise(images, family, severity, torch.Generator().manual_seed(int(seed)))
-    # scored one at a time, exactly as ``detector.score(image)`` would (batch size can move the
-    # last digits of a convolution), so severity 0 reproduces the detector's own score
+    # scored one at a time, exactly as ``detector.decision_function(image)`` would (batch size can
+    # move the last digits of a convolution), so severity 0 reproduces the detector's own score
     parts = detector.explain(noisy)
-    score, clean_score = float(parts["score"][0]), float(detector.score(images)[0])
+    score, clean_score = float(parts["score"][0]), float(detector.decision_function(images)[0])
     threshold = None if in_scores is None else float(np.quantile(in_scores, FLAG_QUANTILE))
     return {
         "family": family, "severity": float(severity), "seed": int(seed),
@@ -90,9 +116,19 @@ def explorer_state(detector, image, family: str, severity: float, seed: int = 0,
 
 
 def describe_state(state: dict) -> str:
-    """One line of plain text for a state, e.g. for the widget's score label or a print:
-    ``score 1.234 (higher = more out-of-distribution; clean image 0.321), gaussian noise at
-    severity 0.15; 87% of in-distribution images score lower; ...``."""
+    """One line of plain text for a state, e.g. for the widget's score label or a print.
+
+    Parameters
+    ----------
+    state : dict
+        A result of :func:`explorer_state`.
+
+    Returns
+    -------
+    str
+        E.g. ``score 1.234 (higher = more out-of-distribution; clean image 0.321), gaussian noise
+        at severity 0.15; 87% of in-distribution images score lower; ...``.
+    """
     text = (f"score {state['score']:.3f} (higher = more out-of-distribution; clean image "
             f"{state['clean_score']:.3f}), {state['family']} noise at severity {state['severity']:.2f}")
     if state.get("in_percent_below") is not None:
@@ -110,7 +146,24 @@ def draw_explorer(state: dict, in_scores, out_scores, in_label: str = "in-distri
     """Figure for one :func:`explorer_state`: clean input, noisy input, reconstruction and
     difference image on top; in / out score histograms with a line at this image's score below.
 
-    The figure is created through pyplot: close it (``plt.close(fig)``) when done.
+    Parameters
+    ----------
+    state : dict
+        A result of :func:`explorer_state`.
+    in_scores, out_scores : array-like (N,) and (M,)
+        Non-empty, finite reference scores.
+    in_label, out_label : str
+        Legend entries of the histograms.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Created through pyplot: close it (``plt.close(fig)``) when done.
+
+    Raises
+    ------
+    InputError
+        When a score array is empty or holds NaN or infinite values.
     """
     in_scores, out_scores = _as_scores(in_scores, "in_scores"), _as_scores(out_scores, "out_scores")
     fig = plt.figure(figsize=(8.0, 5.4))
@@ -134,7 +187,12 @@ def draw_explorer(state: dict, in_scores, out_scores, in_label: str = "in-distri
 
 
 def figure_png(fig, dpi: int = 80) -> bytes:
-    """PNG bytes of a matplotlib figure (the figure is left open)."""
+    """PNG bytes of a matplotlib figure at ``dpi`` (the figure is left open).
+
+    Returns
+    -------
+    bytes
+    """
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
@@ -215,20 +273,37 @@ def noise_explorer(detector, images, in_scores, out_scores, index: int = 0, fami
 
     Parameters
     ----------
-    detector : a fitted :class:`~ood_helpers.OODDetector`.
-    images : in-distribution images (N, C, 32, 32) to explore (a handful is plenty).
-    in_scores, out_scores : reference scores, e.g. ``detector.score(data.in_test)`` / ``out_test``.
-    index : the image shown first.
-    families : noise families offered, a subset of :data:`~ood_helpers.noise.NOISE_FAMILIES`.
-    max_severity : the severity slider's upper end, in (0, 1]; the slider moves in steps of 0.05.
-    seed : seeds the noise (see :func:`explorer_state`).
+    detector : ood_helpers.OODDetector
+        Fitted.
+    images : torch.Tensor (N, C, 32, 32)
+        In-distribution images to explore (a handful is plenty), float in [0, 1] or uint8.
+    in_scores, out_scores : array-like (N,) and (M,)
+        Reference scores, e.g. ``detector.decision_function(data.in_test)`` / ``out_test``.
+    index : int in [0, N)
+        The image shown first.
+    families : sequence of str
+        Noise families offered, a subset of :data:`~ood_helpers.noise.NOISE_FAMILIES`.
+    max_severity : float in (0, 1]
+        The severity slider's upper end; the slider moves in steps of 0.05.
+    seed : int
+        Seeds the noise (see :func:`explorer_state`).
+    dpi : int
+        Resolution of the figure.
 
-    Returns an ``ipywidgets.VBox`` (see ``NoiseExplorer`` for its parts); display it as the last
-    expression of a cell.
+    Returns
+    -------
+    NoiseExplorer
+        An ``ipywidgets.VBox`` (see ``NoiseExplorer`` for its parts); display it as the last
+        expression of a cell.
+
+    Raises
+    ------
+    NotFittedError
+        When ``detector`` is not fitted.
+    InputError
+        Bad images, scores, families, ``max_severity`` or ``index``.
     """
-    if hasattr(detector, "_check_fitted"):
-        detector._check_fitted("noise_explorer")
-    images = as_image_batch(images, getattr(detector, "in_channels", None), "images")
+    images = as_image_batch(images, _channels(detector, "noise_explorer"), "images")
     in_scores, out_scores = _as_scores(in_scores, "in_scores"), _as_scores(out_scores, "out_scores")
     families = tuple(families) if not isinstance(families, str) else (families,)
     if not families:

@@ -89,83 +89,117 @@ def test_notebook_is_committed_executed_and_small(name):
     assert not errors, f"{path.name} was committed with an error output"
 
 
-# -- the helpers the notebooks call (ood_helpers.teaching) -------------------------------------------
+# -- the helpers the notebooks call (data.sample, metrics.image_complexity, reports, plots, training) --------
+def test_notebooks_import_library_modules_only():
+    """Notebooks call the library, never a command-line module or a deleted one."""
+    banned = re.compile(r"\b(teaching|compare|experiments|__main__)\b|\.score\(|seed_everything")
+    for name in SERIES:
+        for cell in _code_cells(_load(name)):
+            for line in _source(cell).splitlines():
+                if "import" in line or "ood_helpers." in line or ".score(" in line:
+                    assert not banned.search(line), f"{name}: {line}"
+
+
 def test_sample_draws_distinct_images_reproducibly():
     import torch
 
-    from ood_helpers import teaching
+    from ood_helpers.data import sample
     from ood_helpers.validation import InputError
 
     images = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1).expand(10, 1, 32, 32) / 10
-    first, again = teaching.sample(images, 4, seed=1), teaching.sample(images, 4, seed=1)
+    first, again = sample(images, 4, seed=1), sample(images, 4, seed=1)
     assert torch.equal(first, again) and len({float(x[0, 0, 0]) for x in first}) == 4
-    with pytest.raises(InputError, match="n: expected"):
-        teaching.sample(images, 11)
+    assert not torch.equal(first, sample(images, 4, seed=2))
+    for bad in (0, 11, 2.5, True):
+        with pytest.raises(InputError, match="n: expected"):
+            sample(images, bad)
 
 
-def test_complexity_and_rank_correlation():
-    import numpy as np
+def test_image_complexity():
     import torch
 
-    from ood_helpers import teaching
+    from ood_helpers.metrics import image_complexity
 
     flat, stripes = torch.full((1, 1, 32, 32), 0.5), torch.zeros(1, 1, 32, 32)
     stripes[..., ::2] = 1.0
-    assert teaching.image_complexity(torch.cat([flat, stripes])).tolist() == pytest.approx([0.0, 0.5])
-    assert teaching.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert teaching.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert abs(teaching.rank_correlation(np.arange(50), np.random.default_rng(0).permutation(50))) < 0.5
+    values = image_complexity(torch.cat([flat, stripes]))
+    assert values.shape == (2,) and values.tolist() == pytest.approx([0.0, 0.5])
 
 
 def test_markdown_table_and_missing_results(tmp_path):
-    from ood_helpers import teaching
+    from ood_helpers import reports
 
-    table = teaching.markdown_table(["a", "b"], [["x", 0.123456], ["y", None]]).data
-    assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x | 0.1235 |", "| y | - |"]
-    assert teaching.committed_results("mnist-cifar10", roots=(str(tmp_path),)) is None
+    table = reports.markdown_table(["a", "b"], [["x", 0.123456], ["y", None]])
+    assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x | 0.1235 |", "| y | — |"]
+    assert reports.committed_results("mnist-cifar10", roots=(str(tmp_path),)) is None
     (tmp_path / "mnist-cifar10").mkdir()
     (tmp_path / "mnist-cifar10" / "results.md").write_text("# Title\n\n```bash\n# comment\n```\n![roc](roc.png)\n| t |\n")
-    shown = teaching.committed_results("mnist-cifar10", roots=(str(tmp_path),)).data
+    shown = reports.committed_results("mnist-cifar10", roots=(str(tmp_path),))
     assert shown.splitlines() == ["## Title", "", "```bash", "# comment", "```", "| t |"]
 
 
-def test_detector_scores_match_the_detector(fitted_detector, gray_images):
-    import numpy as np
-
-    from ood_helpers import teaching
-
-    scores = teaching.detector_scores(fitted_detector, gray_images[:8])
-    components = fitted_detector.score_components(gray_images[:8])
-    assert np.allclose(scores["ours"], fitted_detector.score(gray_images[:8]))
-    for key in ("classifier", "latent", "difference_l1", "difference_l2"):
-        assert np.allclose(scores[key], components[key])
-    assert scores["z"].shape == (8, fitted_detector.preset.latent_dim)
-
-
 def test_cheating_classifier_trains_and_scores(fitted_detector, gray_images):
-    from ood_helpers import teaching
+    import numpy as np
+    import torch
 
-    cheat = teaching.train_cheating_classifier(fitted_detector, gray_images[:32], 1 - gray_images[:32], epochs=1,
-                                               progress=False)
-    scores = cheat.score(gray_images[:5])
-    assert scores.shape == (5,) and len(cheat.history_) == 1 and "do not do this" in repr(cheat)
+    from ood_helpers import NotFittedError, OODDetector
+    from ood_helpers.training import train_cheating_classifier
+
+    state = torch.get_rng_state()
+    cheat = train_cheating_classifier(fitted_detector, gray_images[:32], 1 - gray_images[:32], epochs=1,
+                                      progress=False)
+    assert torch.equal(torch.get_rng_state(), state)  # the global random state is restored
+    scores = cheat.decision_function(gray_images[:5])
+    assert scores.shape == (5,) and scores.dtype == np.float64 and len(cheat.history_) == 1
+    assert "do not do this" in repr(cheat) and not hasattr(cheat, "score")
+    again = train_cheating_classifier(fitted_detector, gray_images[:32], 1 - gray_images[:32], epochs=1,
+                                      progress=False)
+    assert np.array_equal(again.decision_function(gray_images[:5]), scores)  # seeded
+    with pytest.raises(NotFittedError):
+        train_cheating_classifier(OODDetector(1, progress=False), gray_images[:8], gray_images[:8], epochs=1)
+
+
+def test_plots_draw_and_reject_bad_input(fitted_detector, gray_images):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ood_helpers import plots
+    from ood_helpers.validation import InputError
+
+    parts = fitted_detector.score_components(gray_images[:40])
+    fig = plots.show_gallery({"in": gray_images[:4], "inverted": 1 - gray_images[:4]}, ncols=4)
+    ax, explained = plots.plot_latent_projection(parts["z"][:20], parts["z"][20:])
+    assert explained.shape == (2,) and 0 <= explained.sum() <= 1 + 1e-9
+    plots.plot_error_vs_complexity({"in": (gray_images[:40], parts["difference_l1"])})
+    rows = [{"family": f, "level": level, "auroc_vs_ood": 0.9} for f in ("gaussian", "blur") for level in (0, 0.1)]
+    curves = plots.plot_noise_curves({"a": rows, "b": rows})
+    assert len(curves.axes) == 2
+    with pytest.raises(InputError, match="rows"):
+        plots.show_gallery({})
+    with pytest.raises(InputError, match="errors"):
+        plots.plot_error_vs_complexity({"in": (gray_images[:4], parts["difference_l1"][:3])})
+    with pytest.raises(InputError, match="lack"):
+        plots.plot_noise_curves({"a": [{"family": "gaussian"}]})
+    plt.close("all")
 
 
 def test_committed_aurocs_reads_every_group(tmp_path):
-    from ood_helpers import teaching
+    from ood_helpers import reports
 
-    assert teaching.committed_aurocs("cifar10-near", roots=(str(tmp_path),)) is None
+    assert reports.committed_aurocs("cifar10-near", roots=(str(tmp_path),)) is None
     (tmp_path / "cifar10-near").mkdir()
     groups = [{"name": "clean", "rows": [{"key": "ours", "auroc_mean": 0.9}, {"key": "vae", "auroc_mean": 0.4}]},
               {"name": "gaussian noise 0.1", "rows": [{"key": "ours", "auroc_mean": 0.8}]}]
     (tmp_path / "cifar10-near" / "results.json").write_text(json.dumps({"groups": groups}))
-    assert teaching.committed_aurocs("cifar10-near", roots=(str(tmp_path),)) == {
+    assert reports.committed_aurocs("cifar10-near", roots=(str(tmp_path),)) == {
         "clean": {"ours": 0.9, "vae": 0.4}, "gaussian noise 0.1": {"ours": 0.8}}
 
 
 def test_every_compare_setting_has_committed_results():
     """`make compare` covers every setting of the command, and each has a committed classroom run."""
-    from ood_helpers.compare import COMPARE_SETTINGS
+    from ood_helpers.evaluation import COMPARE_SETTINGS
 
     makefile = (ROOT / "Makefile").read_text()
     listed = re.search(r"^COMPARE_SETTINGS := \$\(SETTINGS\) (.+)$", makefile, re.M).group(1).split()

@@ -3,6 +3,8 @@
 A tiny detector fitted on synthetic bar images keeps this file at a few seconds; the real-browser
 check of the same widget lives in tests/browser.
 """
+import copy
+
 import ipywidgets as widgets
 import matplotlib
 
@@ -38,7 +40,7 @@ def explorer_setup():
     detector = OODDetector(in_channels=1, preset=preset, seed=0, progress=False).fit(bar_images(100, 0))
     images = bar_images(6, 1)
     out = torch.rand(40, 1, 32, 32, generator=torch.Generator().manual_seed(2))
-    in_scores, out_scores = detector.score(bar_images(40, 3)), detector.score(out)
+    in_scores, out_scores = detector.decision_function(bar_images(40, 3)), detector.decision_function(out)
     yield detector, images, in_scores, out_scores
     torch.set_num_threads(threads)
 
@@ -47,7 +49,7 @@ def test_severity_zero_is_the_clean_score(explorer_setup):
     detector, images, in_scores, _ = explorer_setup
     state = explorer_state(detector, images[0], "gaussian", 0.0, in_scores=in_scores)
     assert torch.equal(state["noisy"], images[0])
-    assert state["score"] == float(detector.score(images[:1])[0])
+    assert state["score"] == float(detector.decision_function(images[:1])[0])
     assert state["score"] == state["clean_score"]
     assert state["in_percent_below"] == pytest.approx(100 * np.mean(in_scores < state["score"]))
     assert state["out_percent_below"] is None
@@ -80,6 +82,10 @@ def test_state_errors(explorer_setup):
         explorer_state(detector, torch.rand(3, 32, 32), "gaussian", 0.1)
     with pytest.raises(NotFittedError):
         explorer_state(OODDetector(1, preset="quick", progress=False), images[0], "gaussian", 0.1)
+    # the channels come from the fitted detector (in_channels_), also when the parameter was None
+    taken_from_data = copy.copy(detector).set_params(in_channels=None)
+    with pytest.raises(InputError, match="channel"):
+        explorer_state(taken_from_data, torch.rand(3, 32, 32), "gaussian", 0.1)
 
 
 def test_draw_explorer(explorer_setup):
@@ -118,7 +124,7 @@ def test_widget_children_and_updates(explorer_setup):
     first = shown()
     assert "score" in first[0] and "higher = more out-of-distribution" in first[0]
     assert "in-distribution images score lower" in first[0]
-    assert explorer.state["score"] == float(detector.score(images[1:2])[0])
+    assert explorer.state["score"] == float(detector.decision_function(images[1:2])[0])
 
     explorer.severity.value = 0.3
     second = shown()
