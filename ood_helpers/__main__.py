@@ -22,7 +22,7 @@ def _add_compare_arguments(parser) -> None:
 
     parser.add_argument("--setting", required=True, choices=COMPARE_SETTINGS, help="benchmark setting")
     parser.add_argument("--preset", default=None, choices=tuple(PRESETS),
-                        help="training budget of every detector (default: $OOD_PRESET, else auto)")
+                        help="training budget of every detector (default: $OOD_PRESET, else classroom)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to repeat with (default: 0)")
     parser.add_argument("--out", default=None, help="output folder for results.json, results.md and roc.png")
     parser.add_argument("--detectors", nargs="+", default=None, metavar="NAME",
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--setting", required=True, choices=sorted(SETTINGS),
                        help="in/out pair, e.g. mnist-cifar10 or cifar10-mnist")
         p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                       help="quick (CI), classroom (laptop CPU) or paper (GPU); default: $OOD_PRESET, else auto")
+                       help="quick (CI), classroom (laptop CPU) or paper (GPU); default: $OOD_PRESET, else classroom")
         p.add_argument("--out", default=None, help="output folder for results.json, results.md and figures")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

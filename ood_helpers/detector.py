@@ -90,7 +90,7 @@ class OODDetector(BaseDetector):
         images. Images are (N, in_channels, 32, 32), float in [0, 1] or uint8 0-255.
     preset : {"quick", "classroom", "paper"}, Preset or None
         Network sizes and training schedule (:mod:`ood_helpers.presets`); None = ``$OOD_PRESET``,
-        else ``paper`` with a CUDA GPU, else ``classroom``.
+        else ``classroom`` (GPU or not).
     seed : int >= 0
         Seeds weights, data order, outliers and noise: same seed + preset + machine = same scores.
     latent_input : bool

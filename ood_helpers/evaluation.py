@@ -169,7 +169,7 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
     ----------
     setting : a key of ``data.SETTINGS`` or ``"mnist-cifar10+noise"`` / ``"cifar10-mnist+noise"``.
     preset : "quick", "classroom" or "paper": our detector's preset and every baseline's budget
-        (None = ``$OOD_PRESET``, else paper with a GPU, else classroom).
+        (None = ``$OOD_PRESET``, else classroom).
     seeds : seeds to repeat everything with (training draw, weights, noise); AUROC std is over these.
     out_dir : folder for ``results.json``, ``results.md`` and ``roc.png`` (created); None = write nothing.
     detectors : keys or labels of :data:`DETECTORS` to run (None = all). The PyOD peers are noted as

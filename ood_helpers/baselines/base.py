@@ -31,7 +31,7 @@ def preset_name(preset) -> str:
     ----------
     preset : {"quick", "classroom", "paper"}, Preset or None
         None means :func:`ood_helpers.presets.default_preset_name` (``$OOD_PRESET``, else
-        ``paper`` with a CUDA GPU, else ``classroom``).
+        ``classroom``).
 
     Returns
     -------
@@ -163,7 +163,7 @@ class BudgetedDetector(BaseDetector):
         images. Images are (N, in_channels, 32, 32), float in [0, 1] or uint8 0-255.
     preset : {"quick", "classroom", "paper"}, Preset or None
         Picks ``BUDGETS[preset]``; a :class:`~ood_helpers.presets.Preset` counts by its name;
-        None = ``$OOD_PRESET``, else ``paper`` with a CUDA GPU, else ``classroom``.
+        None = ``$OOD_PRESET``, else ``classroom``.
     seed : int >= 0
         Seeds everything random in ``fit``: same seed + budget + machine = same scores.
     budget : dict or None
