@@ -1,4 +1,4 @@
-"""Command line: ``python -m ood_helpers {reproduce,compare,robustness} ...``.
+"""Command line: ``python -m ood_helpers {reproduce,compare,robustness,pretrain} ...``.
 
 Every output folder is checked before any training starts. Errors in the arguments (unknown
 setting or preset, an output folder that cannot be written, missing or damaged data, an unusable
@@ -49,7 +49,24 @@ def _parser() -> argparse.ArgumentParser:
     robust = sub.add_parser("robustness", help="AUROC and false alarms under noise, with and without augmentation")
     common(robust)
     robust.add_argument("--seed", type=int, default=0)
+    _add_pretrain_arguments(sub.add_parser(
+        "pretrain", help="train every detector the notebooks use, once, into a folder for OOD_PRETRAINED_DIR"))
     return parser
+
+
+def _add_pretrain_arguments(parser) -> None:
+    from .artifacts import VARIANTS
+    from .pretrain import NOTEBOOK_SETTINGS, NOTEBOOK_VARIANTS
+
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                        help="quick, classroom or paper; default: $OOD_PRESET, else auto")
+    parser.add_argument("--out", required=True, help="folder to fill (then: export OOD_PRETRAINED_DIR=<it>)")
+    parser.add_argument("--settings", nargs="+", default=list(NOTEBOOK_SETTINGS), choices=sorted(SETTINGS),
+                        metavar="SETTING", help=f"default: {' '.join(NOTEBOOK_SETTINGS)} (what the notebooks use)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+    parser.add_argument("--variants", nargs="+", default=list(NOTEBOOK_VARIANTS), choices=tuple(VARIANTS),
+                        metavar="VARIANT", help=f"default: {' '.join(NOTEBOOK_VARIANTS)}")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def main(argv=None) -> int:
@@ -68,6 +85,10 @@ def main(argv=None) -> int:
             print(evaluation.format_table(results))
             if "files" in results:
                 print(f"Wrote {', '.join(results['files'].values())} ({results['wall_seconds']:.0f} s).")
+        elif args.command == "pretrain":
+            from .pretrain import pretrain
+
+            pretrain(args.out, args.preset, args.settings, tuple(args.seeds), args.variants, progress=progress)
         else:
             result = evaluation.robustness(args.setting, args.preset, args.seed, args.out, progress=progress)
             for name, rows in result["rows"].items():

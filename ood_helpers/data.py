@@ -1,11 +1,19 @@
 """MNIST and CIFAR-10 in one common geometry: 32x32 float images in [0, 1].
 
 Where the data comes from, in order: the ``root`` argument, the ``OOD_DATA_DIR`` environment
-variable, then ``./data``. MNIST is read from the uncompressed IDX files in ``MNIST/raw`` (with
-torchvision's IDX reader); CIFAR-10 with ``torchvision.datasets.CIFAR10`` when
-``cifar-10-batches-py`` holds all its batch files, else from the offline JPEG copy
-(``cifar10-jpg/{train,test}/<class>/*.jpg``). Nothing is ever written into the data folder
-unless the caller passes ``download=True``.
+variable, then one per-user cache folder that does not depend on the working directory,
+``$XDG_CACHE_HOME/ood-notebooks/data`` (``~/.cache/ood-notebooks/data`` when ``XDG_CACHE_HOME`` is
+unset; see :func:`default_data_dir`). A ``./data`` folder is not looked at: it would mean
+``notebooks/data`` for a kernel started in ``notebooks/``. MNIST is read from the uncompressed IDX
+files in ``MNIST/raw`` (with torchvision's IDX reader); CIFAR-10 with
+``torchvision.datasets.CIFAR10`` when ``cifar-10-batches-py`` holds all its batch files, else from
+the offline JPEG copy (``cifar10-jpg/{train,test}/<class>/*.jpg``).
+
+Downloads (see :func:`download_mode`): when no folder was configured (neither ``root`` nor
+``OOD_DATA_DIR``) and the per-user folder lacks a dataset, torchvision downloads it there once,
+with a progress bar and a one-line notice. A configured folder is never written into unless the
+caller passes ``download=True`` or sets ``OOD_DOWNLOAD=1`` (shared copies stay read-only);
+``OOD_DOWNLOAD=0`` forbids downloading altogether.
 
 What is found is verified before it is used, and a fault names the file or folder and the fix
 (:class:`DatasetCorruptError`): each MNIST file's exact size; CIFAR-10's ten class folders by
@@ -26,6 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .files import file_lock
 from .validation import (IMAGE_SIZE, InputError, _geometry, _Hints, _is_integer, _to_tensor, _to_unit_float, _values,
                          check_choice, check_positive_int)
 
@@ -72,6 +81,21 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 _RESTORE = "restore it from the dataset copy (the complete data folder this one was copied from)"
 
 
+def default_data_dir() -> Path:
+    """The per-user data folder used when neither ``root`` nor ``OOD_DATA_DIR`` is given.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$XDG_CACHE_HOME/ood-notebooks/data`` when ``XDG_CACHE_HOME`` is set (and absolute, as the
+        XDG specification requires), else ``~/.cache/ood-notebooks/data``. The same folder whatever
+        the working directory, so a notebook kernel and the command line share one copy.
+    """
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "ood-notebooks" / "data"
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data folder.
 
@@ -83,12 +107,56 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     Returns
     -------
     pathlib.Path
-        ``root`` if given, else ``$OOD_DATA_DIR``, else ``./data``.
+        ``root`` if given, else ``$OOD_DATA_DIR``, else :func:`default_data_dir`.
     """
     if root is not None:
         return Path(root)
     env = os.environ.get("OOD_DATA_DIR")
-    return Path(env) if env else Path("data")
+    return Path(env) if env else default_data_dir()
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def download_mode(download=None, root=None) -> str:
+    """Whether a load may download, given the ``download`` argument, ``root`` and the environment.
+
+    Parameters
+    ----------
+    download : bool or None
+        True: let torchvision download into the data folder, whichever it is. False: never.
+        None (the default everywhere): ``$OOD_DOWNLOAD`` when set (1/true/yes/on or 0/false/no/off),
+        else download only into the per-user folder, and only what is missing there.
+    root : str, os.PathLike or None
+        The ``root`` argument of the load; a given ``root`` or ``OOD_DATA_DIR`` is a configured folder.
+
+    Returns
+    -------
+    str
+        ``"always"`` (torchvision's ``download=True``), ``"missing"`` (download what the per-user
+        folder lacks) or ``"never"``.
+
+    Raises
+    ------
+    InputError
+        When ``download`` is not None or a bool, or ``OOD_DOWNLOAD`` holds another value.
+    """
+    if download is not None and not isinstance(download, bool):
+        raise InputError(f"download: expected True, False or None (download only into the per-user folder "
+                         f"when a dataset is missing), got {download!r}. Fix: download=True.")
+    if download is None:
+        env = os.environ.get("OOD_DOWNLOAD", "").strip().lower()
+        if env in _TRUE:
+            download = True
+        elif env in _FALSE:
+            download = False
+        elif env:
+            raise InputError(f"OOD_DOWNLOAD: expected 1 (download into the data folder) or 0 (never download), "
+                             f"got {os.environ['OOD_DOWNLOAD']!r}. Fix: export OOD_DOWNLOAD=1, or unset it.")
+    if download is not None:
+        return "always" if download else "never"
+    configured = root is not None or bool(os.environ.get("OOD_DATA_DIR"))
+    return "never" if configured else "missing"
 
 
 def _not_found(name: str, root: Path, searched: list[Path], detail: str = "") -> DatasetNotFoundError:
@@ -97,18 +165,87 @@ def _not_found(name: str, root: Path, searched: list[Path], detail: str = "") ->
         f"{PRETTY[name]} was not found under the data folder '{root}'. Searched:\n  {where}\n{detail}"
         f"Fix: set the environment variable OOD_DATA_DIR to the folder that holds it "
         f"(the folder with MNIST/raw and cifar10-jpg or cifar-10-batches-py), or pass download=True "
-        f"(needs internet; torchvision then downloads into '{root}').")
+        f"or set OOD_DOWNLOAD=1 (needs internet; torchvision then downloads into '{root}').{_local_copy_hint()}")
 
 
-def _check_writable_for_download(root: Path) -> None:
+def _local_copy_hint() -> str:
+    """A note when ./data holds a copy: it is no longer read without OOD_DATA_DIR."""
+    local = Path("data")
+    if not os.environ.get("OOD_DATA_DIR") and ((local / "MNIST" / "raw").is_dir() or (local / "cifar10-jpg").is_dir()
+                                              or (local / "cifar-10-batches-py").is_dir()):
+        return (f" A copy is in './data' (here: '{local.resolve()}'), which is not read by default: "
+                f"export OOD_DATA_DIR='{local.resolve()}' to use it.")
+    return ""
+
+
+# what torchvision fetches, for the one-line notice
+DOWNLOAD_SIZES = {"mnist": "about 11 MB", "cifar10": "about 163 MB"}
+
+
+def _download(name: str, root: Path, train: bool, mode: str, searched: list[Path]) -> None:
+    """Let torchvision download ``name`` into ``root``, one process at a time; errors name the fix."""
+    from torchvision import datasets
+
+    _check_writable_for_download(root, mode)
+    cls = datasets.MNIST if name == "mnist" else datasets.CIFAR10
+    with file_lock(root / f"{cls.__name__}.download"):  # two kernels: the second waits, then finds it
+        archive = root / datasets.CIFAR10.filename
+        keep_archive = name == "mnist" or archive.exists()
+        if not _missing(name, root, train, jpg_counts=mode != "always"):
+            if mode != "always":
+                return  # another process downloaded it while this one waited
+        else:
+            print(f"Downloading {PRETTY[name]} ({DOWNLOAD_SIZES[name]}) with torchvision into '{root}'"
+                  + (" (the per-user data folder; set OOD_DATA_DIR to use an existing copy instead)"
+                     if mode == "missing" else "") + ".", flush=True)
+        try:
+            cls(str(root), train=train, download=True)
+        except Exception as err:  # URLError, HTTP errors, md5 mismatch: one message that names the fix
+            reason = str(err).strip().splitlines()
+            reason = reason[-1] if reason else type(err).__name__
+            where = "\n  ".join(str(p) for p in searched)
+            if mode == "missing":
+                fix = (f"Fix: connect to the internet and run again (it is downloaded once, into this per-user "
+                       f"folder), or set the environment variable OOD_DATA_DIR to a folder that already holds "
+                       f"the datasets (MNIST/raw and cifar10-jpg or cifar-10-batches-py); to download into "
+                       f"that folder instead, also pass download=True or set OOD_DOWNLOAD=1.")
+            else:
+                fix = (f"Fix: check the internet connection and run again, or set the environment variable "
+                       f"OOD_DATA_DIR to a folder that already holds the datasets (MNIST/raw and cifar10-jpg or "
+                       f"cifar-10-batches-py) and drop download=True / OOD_DOWNLOAD=1.")
+            raise DatasetNotFoundError(
+                f"{PRETTY[name]} was not found under the data folder '{root}' and downloading it failed "
+                f"({type(err).__name__}: {reason}). Searched:\n  {where}\n{fix}{_local_copy_hint()}") from err
+        if not keep_archive:  # extracted and verified: the 163 MB archive is not needed again
+            archive.unlink(missing_ok=True)
+
+
+def _missing(name: str, root: Path, train: bool, jpg_counts: bool = True) -> bool:
+    """True when the data folder has no copy of the split to read (so a download may fetch one).
+
+    Only presence is checked here; what is present is verified when it is read. ``jpg_counts``:
+    the JPEG copy of CIFAR-10 counts as a copy (torchvision's ``download=True`` wants the batches).
+    """
+    split = "train" if train else "test"
+    if name == "mnist":
+        raw = root / "MNIST" / "raw"
+        return not all((raw / f).exists() for f, _ in MNIST_FILES[split])
+    jpg = jpg_counts and (root / "cifar10-jpg" / split).is_dir()
+    return _missing_batches(root / "cifar-10-batches-py") != [] and not jpg
+
+
+def _check_writable_for_download(root: Path, mode: str = "always") -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError:
         pass
     if not root.is_dir() or not os.access(root, os.W_OK):
+        why = ("download=True" if mode == "always" else
+               "a dataset is missing from the per-user data folder and would be downloaded there,")
         raise DatasetNotFoundError(
-            f"download=True but the data folder '{root}' is missing or read-only, so nothing can be "
-            f"downloaded there. Point OOD_DATA_DIR (or root=) at a writable folder.")
+            f"{why} but the data folder '{root}' is missing or read-only, so nothing can be "
+            f"downloaded there. Point OOD_DATA_DIR (or root=) at a writable folder, or at one that holds "
+            f"the datasets.")
 
 
 def _pad_to_32(images: torch.Tensor) -> torch.Tensor:
@@ -118,17 +255,13 @@ def _pad_to_32(images: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- MNIST
 
-def _load_mnist(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    from torchvision import datasets
+def _load_mnist(root: Path, split: str, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     raw = root / "MNIST" / "raw"
-    if download:
-        _check_writable_for_download(root)
-        try:  # torchvision fetches the four files when any is missing, then checks them below
-            datasets.MNIST(str(root), train=split == "train", download=True)
-        except RuntimeError as err:
-            raise _not_found("mnist", root, [raw], f"Downloading failed: {err}\n") from err
+    if mode == "always" or (mode == "missing" and _missing("mnist", root, split == "train")):
+        # torchvision fetches the four files when any is missing; they are checked below
+        _download("mnist", root, split == "train", mode, [raw])
     if not raw.is_dir():
         raise _not_found("mnist", root, [raw])
     every = [f for files in MNIST_FILES.values() for f, _ in files]
@@ -266,13 +399,14 @@ def _decode_jpegs(paths: list[Path]) -> torch.Tensor:
     return torch.stack(decoded)
 
 
-def _load_cifar(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_cifar(root: Path, split: str, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     train = split == "train"
     batches = root / "cifar-10-batches-py"
     jpg = root / "cifar10-jpg" / split
-    if download:
-        _check_writable_for_download(root)
-        return _load_cifar_batches(root, train, True)
+    if mode == "always" or (mode == "missing" and _missing("cifar10", root, train)):
+        _download("cifar10", root, train, mode, [batches, jpg])
+        if mode == "always" or _missing_batches(batches) == []:
+            return _load_cifar_batches(root, train, False)
     lacks = _missing_batches(batches)
     if lacks == []:
         return _load_cifar_batches(root, train, False)
@@ -291,12 +425,14 @@ def _load_cifar(root: Path, split: str, download: bool) -> tuple[torch.Tensor, t
 
 
 @functools.lru_cache(maxsize=8)
-def _load_raw(name: str, train: bool, root: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode a whole split once: (uint8 images N x C x 32 x 32, int64 labels N). Cached: never hand out."""
+def _load_raw(name: str, train: bool, root: str, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode a whole split once: (uint8 images N x C x 32 x 32, int64 labels N). Cached: never hand out.
+
+    ``mode`` is :func:`download_mode`'s answer."""
     split = "train" if train else "test"
     if name == "mnist":
-        return _load_mnist(Path(root), split, download)
-    return _load_cifar(Path(root), split, download)
+        return _load_mnist(Path(root), split, mode)
+    return _load_cifar(Path(root), split, mode)
 
 
 def _check_classes(classes, name: str):
@@ -316,7 +452,7 @@ def _check_classes(classes, name: str):
     return [int(c) for c in values]
 
 
-def load_images(name: str, split: str = "train", root=None, download: bool = False,
+def load_images(name: str, split: str = "train", root=None, download: bool | None = None,
                 classes=None, limit: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and labels of one dataset split, in the dataset's own channels.
 
@@ -326,8 +462,11 @@ def load_images(name: str, split: str = "train", root=None, download: bool = Fal
     split : {"train", "test"}
     root : str, os.PathLike or None
         Data folder; see :func:`data_root`.
-    download : bool
-        Let torchvision download into ``root`` (needs internet and a writable folder).
+    download : bool or None
+        True: let torchvision download into the data folder (needs internet and a writable
+        folder). False: never download. None: ``$OOD_DOWNLOAD`` if set, else download only into the
+        per-user folder :func:`default_data_dir`, when neither ``root`` nor ``OOD_DATA_DIR`` is given
+        and the dataset is not there yet (see :func:`download_mode`).
     classes : list of int or None
         Keep only these labels (0-9; CIFAR-10: 0=airplane ... 9=truck). None keeps all.
     limit : int or None
@@ -350,8 +489,9 @@ def load_images(name: str, split: str = "train", root=None, download: bool = Fal
         For an unknown ``name`` or ``split``, ``classes`` outside 0-9, a ``limit`` that is not
         None or a positive int, or a non-integer ``seed``.
     DatasetNotFoundError
-        When the dataset is not in the data folder (the message names the folders searched and
-        the fix).
+        When the dataset is not in the data folder and was not (or could not be) downloaded: the
+        message names the folders searched, the variable ``OOD_DATA_DIR`` and the switch
+        (``download=True`` / ``OOD_DOWNLOAD=1``).
     DatasetCorruptError
         When it is there but incomplete or damaged: a missing or truncated MNIST file, a corrupt
         JPEG, an empty, missing or extra CIFAR-10 class folder, or a wrong image count. The
@@ -364,7 +504,8 @@ def load_images(name: str, split: str = "train", root=None, download: bool = Fal
         limit = check_positive_int(limit, "limit", example=1000)
     if not _is_integer(seed):
         raise InputError(f"seed: expected an integer, got {seed!r} (type {type(seed).__name__}). Fix: seed=0.")
-    images, labels = _load_raw(name, split == "train", str(data_root(root)), bool(download))
+    mode = download_mode(download, root)
+    images, labels = _load_raw(name, split == "train", str(data_root(root)), mode)
     copied = False
     if classes is not None:
         keep = torch.isin(labels, torch.tensor(classes))
@@ -487,7 +628,7 @@ def describe_setting(setting: str) -> tuple[str, str]:
     return name_in, name_out
 
 
-def load_setting(setting: str, train_limit: int | None = None, root=None, download: bool = False,
+def load_setting(setting: str, train_limit: int | None = None, root=None, download: bool | None = None,
                  eval_size: int = EVAL_SIZE, seed: int = 0) -> OODData:
     """Load a benchmark setting (see ``SETTINGS``) in the in-distribution geometry.
 
@@ -500,8 +641,9 @@ def load_setting(setting: str, train_limit: int | None = None, root=None, downlo
         uses all.
     root : str, os.PathLike or None
         Data folder; see :func:`data_root`.
-    download : bool
-        Let torchvision download into ``root``.
+    download : bool or None
+        As :func:`load_images`: None downloads only into the per-user folder, and only what is
+        missing there, when no folder was configured.
     eval_size : int
         In- and out-of-distribution test images each, >= 1 (all when a split has fewer). Drawn
         with the fixed ``EVAL_SEED``: the test draw does not depend on ``seed``, so every run is
