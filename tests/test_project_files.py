@@ -1,4 +1,5 @@
 """The set-up files stay in step: environment.yml and pyproject.toml, README and CI."""
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -11,15 +12,38 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!\[ ;]", requirement.strip(), maxsplit=1)[0].lower()
 
 
-def test_environment_yml_lists_every_runtime_and_test_dependency():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = [_name(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+def _environment_names() -> set[str]:
     env = (ROOT / "environment.yml").read_text()
-    listed = {_name(line.strip()[2:]) for line in env.splitlines() if line.strip().startswith("- ")}
-    missing = [n for n in wanted if CONDA_NAMES.get(n, n) not in listed]
-    assert not missing, f"environment.yml lacks {missing}"
+    return {_name(line.strip()[2:]) for line in env.splitlines() if line.strip().startswith("- ")}
+
+
+def test_environment_yml_is_the_runtime_and_nothing_for_tests():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    listed = _environment_names()
+    missing = [n for n in map(_name, project["dependencies"]) if CONDA_NAMES.get(n, n) not in listed]
+    assert not missing, f"environment.yml lacks runtime dependencies {missing}"
+    test_tools = {_name(r) for r in project["optional-dependencies"]["test"]}
+    assert {"pytest", "nbval", "playwright", "pyod"} <= test_tools
+    leaked = sorted(test_tools & listed)
+    assert not leaked, f"environment.yml gives every student the test tools {leaked}; keep them in the test extra"
+    env = (ROOT / "environment.yml").read_text()
     assert "conda-forge" in env and "pytorch\n" not in env.split("channels:")[1].split("dependencies:")[0]
-    assert "- -e ." in env
+    # repo2docker builds the environment before the repository is copied in: no local install here
+    body = [line.split("#")[0] for line in env.splitlines()]
+    assert not any(re.search(r"-e\s|\s\.\s*$|file:", line) for line in body), "environment.yml installs the repository"
+
+
+def test_postbuild_installs_the_package_from_the_repository_without_dependencies():
+    post = ROOT / "postBuild"
+    assert post.is_file() and os.access(post, os.X_OK), "postBuild must exist and be executable"
+    assert not (ROOT / "binder").exists(), "a binder/ folder would make repo2docker ignore the root files"
+    text = post.read_text()
+    assert text.startswith("#!/bin/bash") and "set -euo pipefail" in text
+    install = [line for line in text.splitlines() if "pip install" in line and not line.lstrip().startswith("#")]
+    assert len(install) == 1 and "--no-deps" in install[0] and re.search(r"(-e )?\.$", install[0].strip())
+    # --no-build-isolation needs the build backend in the environment
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert "--no-build-isolation" not in install[0] or all(_name(r) in _environment_names() for r in requires)
 
 
 def test_ci_runs_exactly_the_readme_test_command():
