@@ -8,7 +8,7 @@ SETTINGS := mnist-cifar10 cifar10-mnist
 # the paper's two settings, then harder ones: near-OOD class splits and noisy in-distribution test images
 COMPARE_SETTINGS := $(SETTINGS) mnist-near cifar10-near mnist-cifar10+noise cifar10-mnist+noise
 
-.PHONY: setup lab test test-unit test-notebooks test-browser reproduce compare robustness paper-gpu notebooks clean
+.PHONY: setup lab test test-unit test-notebooks test-browser reproduce compare robustness paper-gpu notebooks clean pretrain benchmark-classroom
 
 setup: $(STAMP)
 
@@ -49,6 +49,16 @@ paper-gpu: setup
 # execute every notebook in place at the classroom preset, so the committed copies show real outputs
 notebooks: setup
 	cd notebooks && for nb in [0-9][0-9]_*.ipynb; do OOD_PRESET=$(PRESET) ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=7200 $$nb || exit 1; done
+
+# train every detector the notebooks use, once, into PRETRAINED; a class then reads it read-only with
+# OOD_PRETRAINED_DIR=$(PRETRAINED) (see README, "Teaching with it")
+PRETRAINED ?= runs/pretrained
+pretrain: setup
+	$(PY) -m ood_helpers pretrain --preset $(PRESET) --out $(PRETRAINED)
+
+# pretrain, then the series against the read-only folder in one kernel and in four at once
+benchmark-classroom: setup
+	$(PY) benchmarks/classroom.py --preset $(PRESET) --kernels 4 --out results/classroom
 
 clean:
 	rm -rf artifacts notebooks/artifacts runs screenshots .pytest_cache

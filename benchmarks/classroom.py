@@ -1,0 +1,254 @@
+"""Classroom timing (issue 14): train once with ``pretrain``, then run the series against a
+read-only shared folder of pretrained detectors, one kernel alone and several at once.
+
+    python benchmarks/classroom.py --preset classroom --kernels 4 --out results/classroom
+
+1. ``python -m ood_helpers pretrain --preset P --out WORK/pretrained``: wall time per detector and in all
+   (skipped with ``--pretrained DIR``, which uses an existing folder as it is);
+2. the folder is made read-only (write bits removed) and fingerprinted (size, mtime, SHA-256 of every file);
+3. the series (``notebooks/0*.ipynb``, copied to a temporary folder) executed with
+   ``jupyter nbconvert --execute`` in one kernel at a time, ``OOD_PRETRAINED_DIR`` set and a fresh
+   ``OOD_ARTIFACTS``: seconds per notebook;
+4. ``--kernels`` copies of the series executed at the same time, each with its own ``OOD_ARTIFACTS``,
+   against the one shared folder;
+5. checks: every notebook finished; every detector line printed is "loaded $OOD_PRETRAINED_DIR/..."
+   and none says "trained in" or "pretrained detector not used"; the shared folder is byte-for-byte
+   unchanged; every detector file in it still loads (content hash verified).
+
+Writes ``OUT/benchmark.json`` and ``OUT/benchmark.md`` with the exact command. The data comes from
+``OOD_DATA_DIR`` (or the per-user folder) as for the notebooks.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOADED = re.compile(r"^loaded \$OOD_PRETRAINED_DIR/\S+ \(pretrained, read-only\)$")
+TRAINED = re.compile(r"^(trained in \d+ s and saved|retraining:)")
+FALLBACK = re.compile(r"^pretrained detector not used:")
+PRETRAIN_LINE = re.compile(r"^\[(\d+)/(\d+)\] (\S+): (?:(trained|retrained) in (\d+) s|present and matching, skipped)$")
+
+
+def fingerprint_folder(folder: Path) -> dict:
+    """Every entry under ``folder``: kind, size, mtime and (files) SHA-256."""
+    entries = {}
+    for path in sorted([folder, *folder.rglob("*")]):
+        info = path.lstat()
+        entry = {"mode": oct(stat.S_IMODE(info.st_mode)), "mtime_ns": info.st_mtime_ns}
+        if path.is_file():
+            entry.update(size=info.st_size, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        entries[path.relative_to(folder).as_posix()] = entry
+    return entries
+
+
+def make_read_only(folder: Path) -> None:
+    for path in [*folder.rglob("*"), folder]:
+        path.chmod(stat.S_IMODE(path.stat().st_mode) & ~0o222)
+
+
+def run_pretrain(preset: str, out: Path, env: dict) -> dict:
+    command = [sys.executable, "-m", "ood_helpers", "pretrain", "--preset", preset, "--out", str(out), "--no-progress"]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"pretrain failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    detectors = []
+    for line in done.stdout.splitlines():
+        match = PRETRAIN_LINE.match(line.strip())
+        if match:
+            detectors.append({"file": match[3], "action": match[4] or "present",
+                              "seconds": int(match[5]) if match[5] else 0})
+    return {"command": "python -m ood_helpers pretrain --preset " + preset + " --out <shared folder> --no-progress",
+            "wall_seconds": round(wall, 1), "detectors": detectors, "stdout_tail": done.stdout[-1500:]}
+
+
+def _stream_lines(notebook: Path) -> list[str]:
+    cells = json.loads(notebook.read_text())["cells"]
+    lines = []
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                text = output.get("text", "")
+                lines += ("".join(text) if isinstance(text, list) else text).splitlines()
+    return lines
+
+
+def run_series(notebooks: list[Path], work: Path, env: dict, timeout: int) -> dict:
+    """Execute the notebooks one after another in copies under ``work``; time and check each."""
+    (work / "notebooks").mkdir(parents=True)
+    (work / "results").symlink_to(ROOT / "results")           # notebook 07 reads ../results
+    for notebook in notebooks:
+        shutil.copy2(notebook, work / "notebooks" / notebook.name)
+    env = {**env, "OOD_ARTIFACTS": str(work / "artifacts")}
+    rows, start = [], time.perf_counter()
+    for notebook in notebooks:
+        copy = work / "notebooks" / notebook.name
+        command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
+                   f"--ExecutePreprocessor.timeout={timeout}", copy.name]
+        began = time.perf_counter()
+        done = subprocess.run(command, cwd=copy.parent, env=env, capture_output=True, text=True)
+        row = {"notebook": notebook.name, "seconds": round(time.perf_counter() - began, 1), "ok": done.returncode == 0}
+        if done.returncode == 0:
+            lines = _stream_lines(copy)
+            row.update(loaded=sum(bool(LOADED.match(line)) for line in lines),
+                       trained=sum(bool(TRAINED.match(line)) for line in lines),
+                       fallback=[line for line in lines if FALLBACK.match(line)][:3])
+        else:
+            errors = [line.strip() for line in done.stderr.splitlines() if "Error" in line] or \
+                done.stderr.strip().splitlines()[-1:] or ["(no message)"]
+            row["error"] = errors[-1][:300]
+        rows.append(row)
+    written = sorted(p.relative_to(work / "artifacts").as_posix() for p in (work / "artifacts").rglob("*")) \
+        if (work / "artifacts").exists() else []
+    return {"rows": rows, "wall_seconds": round(time.perf_counter() - start, 1), "artifacts_written": written}
+
+
+def check_detectors(folder: Path, env: dict) -> dict:
+    """Load every detector file in a fresh process (content hash verified): {file: "ok" or the error}."""
+    code = ("import json, sys; from pathlib import Path; from ood_helpers import OODDetector\n"
+            "out = {}\n"
+            "for p in sorted(Path(sys.argv[1]).rglob('*.pt')):\n"
+            "    try:\n        OODDetector.load(p); out[p.relative_to(sys.argv[1]).as_posix()] = 'ok'\n"
+            "    except Exception as err:\n        out[p.relative_to(sys.argv[1]).as_posix()] = str(err)[:200]\n"
+            "print(json.dumps(out))")
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], env=env, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {"error": done.stderr[-500:]}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def markdown(results: dict) -> str:
+    lines = ["# Classroom benchmark", "", f"Command: `{results['command']}`", "",
+             f"Machine: {results['machine']}. Preset `{results['preset']}`. {results['date']}.", ""]
+    pre = results.get("pretrain")
+    if pre:
+        lines += ["## pretrain (train once)", "", f"`{pre['command']}`: {pre['wall_seconds']:.0f} s wall "
+                  f"({_minutes(pre['wall_seconds'])}) in all.", "", "| detector | action | seconds |", "| --- | --- | --- |"]
+        lines += [f"| {d['file']} | {d['action']} | {d['seconds']} |" for d in pre["detectors"]]
+        lines.append("")
+    for key, title in (("serial", "One kernel: the series, notebook after notebook"),):
+        run = results[key]
+        lines += [f"## {title}", "", f"{run['wall_seconds']:.0f} s ({_minutes(run['wall_seconds'])}) in all.", "",
+                  "| notebook | seconds | finished | detectors loaded from the shared folder | trained |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['notebook']} | {r['seconds']:.0f} | {'yes' if r['ok'] else 'no: ' + r.get('error', '')} | "
+                  f"{r.get('loaded', '-')} | {r.get('trained', '-')} |" for r in run["rows"]]
+        lines.append("")
+    conc = results.get("concurrent")
+    if conc:
+        lines += [f"## {conc['kernels']} kernels at once, one shared folder", "",
+                  f"All {conc['kernels']} series started together; the last finished after {conc['wall_seconds']:.0f} s "
+                  f"({_minutes(conc['wall_seconds'])}).", "",
+                  "| kernel | seconds | notebooks finished | loaded | trained |", "| --- | --- | --- | --- | --- |"]
+        for index, run in enumerate(conc["runs"]):
+            lines.append(f"| {index + 1} | {run['wall_seconds']:.0f} | {sum(r['ok'] for r in run['rows'])}/{len(run['rows'])} | "
+                         f"{sum(r.get('loaded', 0) for r in run['rows'])} | {sum(r.get('trained', 0) for r in run['rows'])} |")
+        lines.append("")
+    checks = results["checks"]
+    lines += ["## Checks", ""] + [f"- {name}: {'yes' if ok else 'NO'}" for name, ok in checks.items()] + [""]
+    failed = [f"{r['notebook']}: {r.get('error', '')}" for r in results["serial"]["rows"] if not r["ok"]]
+    if failed:
+        lines += ["Notebooks that did not finish (one kernel):", ""] + [f"- {f}" for f in failed] + [""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="classroom")
+    parser.add_argument("--kernels", type=int, default=4, help="series executed at the same time (0: skip)")
+    parser.add_argument("--out", default=str(ROOT / "results" / "classroom"))
+    parser.add_argument("--pretrained", default=None, help="use this existing folder instead of running pretrain")
+    parser.add_argument("--notebooks", nargs="+", default=None, help="default: notebooks/0*.ipynb")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed after)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    notebooks = [Path(n).resolve() for n in args.notebooks] if args.notebooks else sorted((ROOT / "notebooks").glob("0*.ipynb"))
+    work = Path(args.work or tempfile.mkdtemp(prefix="ood-classroom-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OOD_PRESET": args.preset, "PYTHONUNBUFFERED": "1"}
+    env.pop("OOD_ARTIFACTS", None)
+    import torch
+
+    results = {"command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *(argv or sys.argv[1:])]),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "preset": args.preset,
+               "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+                          f"torch {torch.__version__} ({torch.get_num_threads()} threads per process)",
+               "notebooks": [n.name for n in notebooks]}
+    if args.pretrained:
+        shared = Path(args.pretrained)
+    else:
+        shared = work / "pretrained"
+        print(f"pretrain into {shared} ...", flush=True)
+        results["pretrain"] = run_pretrain(args.preset, shared, env)
+        print(f"pretrain: {results['pretrain']['wall_seconds']:.0f} s", flush=True)
+        make_read_only(shared)
+    env["OOD_PRETRAINED_DIR"] = str(shared)
+    before = fingerprint_folder(shared)
+
+    print("one kernel ...", flush=True)
+    results["serial"] = run_series(notebooks, work / "serial", env, args.timeout)
+    print(f"one kernel: {results['serial']['wall_seconds']:.0f} s", flush=True)
+    runs = []
+    if args.kernels > 0:
+        print(f"{args.kernels} kernels at once ...", flush=True)
+        slots = [None] * args.kernels
+
+        def one(index):
+            slots[index] = run_series(notebooks, work / f"kernel{index + 1}", env, args.timeout)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(args.kernels)]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        runs = slots
+        results["concurrent"] = {"kernels": args.kernels, "wall_seconds": round(time.perf_counter() - start, 1),
+                                 "runs": runs}
+        print(f"{args.kernels} kernels: {results['concurrent']['wall_seconds']:.0f} s", flush=True)
+
+    after = fingerprint_folder(shared)
+    loads = check_detectors(shared, env)
+    every = [results["serial"], *runs]
+    rows = [row for run in every for row in run["rows"]]
+    results["checks"] = {
+        "every notebook finished": all(row["ok"] for row in rows),
+        "every detector was loaded from the shared folder (no 'trained in', no fallback)":
+            all(row.get("trained", 1) == 0 and not row.get("fallback") for row in rows if row["ok"])
+            and any(row.get("loaded", 0) for row in rows),
+        "shared folder unchanged (every entry: mode, mtime, size, SHA-256)": before == after,
+        "every detector file in the shared folder still loads": bool(loads) and all(v == "ok" for v in loads.values()),
+        "nothing written to the per-user artifacts folders": all(not run["artifacts_written"] for run in every),
+    }
+    results["detector_files"] = loads
+    (out / "benchmark.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "benchmark.md").write_text(markdown(results) + "\n")
+    print(markdown(results))
+    if not args.work:
+        for path in [*work.rglob("*"), work]:  # give write bits back so the scratch folder can go
+            if not path.is_symlink():
+                path.chmod(stat.S_IMODE(path.stat().st_mode) | 0o200)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(results["checks"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
