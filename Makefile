@@ -8,7 +8,7 @@ SETTINGS := mnist-cifar10 cifar10-mnist
 # the paper's two settings, then harder ones: near-OOD class splits and noisy in-distribution test images
 COMPARE_SETTINGS := $(SETTINGS) mnist-near cifar10-near mnist-cifar10+noise cifar10-mnist+noise
 
-.PHONY: setup lab test test-unit test-notebooks test-browser reproduce compare robustness paper-gpu notebooks clean pretrain benchmark-classroom
+.PHONY: setup lab test test-unit test-notebooks test-browser reproduce reproduce-ddp compare robustness paper-gpu gpu-session-pack notebooks clean pretrain benchmark-classroom
 
 setup: $(STAMP)
 
@@ -35,6 +35,13 @@ test-browser: setup
 reproduce: setup
 	for s in $(SETTINGS); do $(PY) -m ood_helpers reproduce --setting $$s --preset $(PRESET) --seed 0 --out runs/reproduce/$(PRESET)/$$s || exit 1; done
 
+# the same runs with DistributedDataParallel over NPROC processes (one per GPU; gloo on a CPU):
+# each rank trains on its slice of every global batch (the preset's batch_size), rank 0 writes.
+# Several seeds on several GPUs need no DDP: one process per GPU, CUDA_VISIBLE_DEVICES=<gpu> (see ood_helpers/distributed.py)
+NPROC ?= 2
+reproduce-ddp: setup
+	for s in $(SETTINGS); do $(VENV)/bin/torchrun --standalone --nproc-per-node=$(NPROC) -m ood_helpers reproduce --setting $$s --preset $(PRESET) --seed 0 --out runs/reproduce-ddp/$(PRESET)/$$s || exit 1; done
+
 compare: setup
 	for s in $(COMPARE_SETTINGS); do $(PY) -m ood_helpers compare --setting $$s --preset $(PRESET) --seeds 0 1 2 --out results/$$s || exit 1; done
 
@@ -45,6 +52,11 @@ robustness: setup
 BUDGET ?= 3600
 paper-gpu: setup
 	$(PY) benchmarks/paper_preset.py --setting mnist-cifar10 --budget-seconds $(BUDGET) --out runs/paper-preset
+
+# pack MNIST and the CIFAR-10 test JPEGs (about 21 MB) into runs/gpu-data for a session with a borrowed GPU;
+# there, benchmarks/gpu_session.sh runs the path comparison, the paper preset and full-schedule runs
+gpu-session-pack:
+	benchmarks/gpu_session.sh pack
 
 # execute every notebook in place at the classroom preset, so the committed copies show real outputs
 notebooks: setup

@@ -4,6 +4,10 @@ Every output folder is checked before any training starts. Errors in the argumen
 setting or preset, an output folder that cannot be written, missing or damaged data, an unusable
 checkpoint) end with a one-line message and exit status 2, not a traceback; a training run that
 diverges ends with exit status 1 and says so.
+
+``reproduce`` also runs under torchrun (``torchrun --standalone --nproc-per-node=N -m ood_helpers
+reproduce ...``): DistributedDataParallel over N processes, rank 0 alone prints and writes (see
+:mod:`ood_helpers.distributed`); the other commands refuse WORLD_SIZE > 1 (exit status 2).
 """
 from __future__ import annotations
 
@@ -73,12 +77,17 @@ def main(argv=None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = _parser().parse_args(argv)
     progress = not args.no_progress
+    from . import distributed
+
+    started = False
     try:
         from . import evaluation
 
+        started = _join_torchrun(args.command)
         if args.command == "reproduce":
             results = evaluation.reproduce(args.setting, args.preset, args.seed, args.out, progress)
-            print(evaluation.results_table(results))
+            if distributed.is_main():   # under torchrun, rank 0 alone reports
+                print(evaluation.results_table(results))
         elif args.command == "compare":
             results = evaluation.run_comparison(args.setting, preset=args.preset, seeds=tuple(args.seeds),
                                                 out_dir=args.out, detectors=args.detectors, progress=progress)
@@ -99,7 +108,31 @@ def main(argv=None) -> int:
     except TrainingDivergedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if started:
+            distributed.shutdown()
     return 0
+
+
+def _join_torchrun(command: str) -> bool:
+    """Under torchrun (``WORLD_SIZE`` > 1) join the process group; True when this call created it.
+
+    Raises
+    ------
+    InputError
+        A bad ``WORLD_SIZE``, or a command other than ``reproduce`` under torchrun.
+    """
+    from . import distributed
+
+    try:
+        world = distributed.env_world_size()
+    except ValueError as err:
+        raise InputError(str(err)) from err
+    if world > 1 and command != "reproduce":
+        raise InputError(f"{command}: only 'reproduce' trains with several processes; run it without torchrun "
+                         f"(WORLD_SIZE={world}), or spread seeds over GPUs with one process each "
+                         f"(CUDA_VISIBLE_DEVICES=<gpu> python -m ood_helpers {command} ...).")
+    return distributed.init_from_env()
 
 
 if __name__ == "__main__":

@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics
+from . import distributed, metrics
 from .api import DEFAULT_BATCH_SIZE, BaseDetector, NotFittedError, fingerprint
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .models import AutoEncoder, DifferenceClassifier
 from .noise import NoiseAugment
 from .outliers import apply_family, families_for
 from .presets import Preset, get_preset
-from .training import difference_image, pick_device, state_file, train_autoencoder, train_classifier
+from .training import (difference_image, pick_device, state_file, train_autoencoder, train_classifier,
+                       training_plan)
 from .validation import InputError, check_batch_size, iter_image_batches
 
 DETECTOR_FORMAT = "ood_helpers.detector"
@@ -237,9 +238,13 @@ class OODDetector(BaseDetector):
             train = train[keep]
         order = torch.randperm(len(train), generator=generator)
         ae_part, clf_part = train[order[: len(train) // 2]], train[order[len(train) // 2:]]
+        # the resolved training plan (fast or standard path, precision, compile, world size) shapes
+        # the result too: a state saved by one plan is never resumed by another
+        plan = training_plan(preset, self.device_)
         self.run_identity_ = {"config": self.run_config(), "in_channels": self.in_channels_,
                               "train_images": fingerprint(train), "held_out_images": fingerprint(held_out),
-                              "n_train": len(train), "ood_helpers": _package_version()}
+                              "n_train": len(train), "ood_helpers": _package_version(), "training": plan.as_dict()}
+        progress = self.progress and distributed.is_main()   # under torchrun, rank 0 alone shows progress
         self.autoencoder_ = AutoEncoder(self.in_channels_, preset.width, preset.latent_dim, preset.stem).to(self.device_)
         self.classifier_ = DifferenceClassifier(self.in_channels_, preset.width, preset.latent_dim, preset.stem,
                                                 bool(self.latent_input), self.inject_stage).to(self.device_)
@@ -250,12 +255,12 @@ class OODDetector(BaseDetector):
         epoch_seconds = {"autoencoder": [], "classifier": []}
         ae_loss = train_autoencoder(
             self.autoencoder_, ae_part, preset, generator, self.device_, noise,
-            state_file(state, "autoencoder", self.run_identity_) if state else None, self.progress,
-            _timed(epoch_seconds["autoencoder"], on_epoch_end), identity=self.run_identity_)
+            state_file(state, "autoencoder", self.run_identity_) if state else None, progress,
+            _timed(epoch_seconds["autoencoder"], on_epoch_end), identity=self.run_identity_, plan=plan)
         clf_loss = train_classifier(
             self.classifier_, self.autoencoder_, clf_part, preset, generator, self.device_, noise,
             self.outlier_families_, state_file(state, "classifier", self.run_identity_) if state else None,
-            self.progress, _timed(epoch_seconds["classifier"], on_epoch_end), identity=self.run_identity_)
+            progress, _timed(epoch_seconds["classifier"], on_epoch_end), identity=self.run_identity_, plan=plan)
         self._fit_latent_density(clf_part)
         self.calibration_ = ScoreCalibration()
         held = self.score_components(held_out, _fitted_check=False)
@@ -266,7 +271,7 @@ class OODDetector(BaseDetector):
         self.history_ = {"autoencoder_l1": ae_loss, "classifier_ce": clf_loss,
                          "train_seconds": time.perf_counter() - start, "epoch_seconds": epoch_seconds,
                          "n_images": {"autoencoder": len(ae_part), "classifier": len(clf_part),
-                                      "held_out": len(held_out)}}
+                                      "held_out": len(held_out)}, "training": plan.as_dict()}
         self.validation_ = {family: metrics.auroc(self.held_out_scores_["score"],
                                                   self._decision(apply_family(held_out, family, generator)))
                             for family in families_for(self.in_channels_)}

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import metrics
+from . import distributed, metrics
 from .api import check_seed
 from .artifacts import get_data, get_detector
 from .baselines import BASELINES, PYOD_BASELINES, PYOD_MISSING, MeanIntensityDetector, make_detector, pyod_available
@@ -406,6 +406,10 @@ def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: 
     run's identity, so a run with another seed or configuration in that folder starts afresh. The
     output files are written together when the run is complete: the folder never mixes two runs.
 
+    Under torchrun (``torchrun --standalone --nproc-per-node=N -m ood_helpers reproduce ...``) the
+    networks train with DistributedDataParallel over N processes (:mod:`ood_helpers.distributed`);
+    every rank scores the test draw, rank 0 alone writes the files and the others wait for it.
+
     Returns
     -------
     dict
@@ -441,6 +445,7 @@ def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: 
                **metrics.summarize(in_scores, out_scores),
                "auroc_ci95": metrics.bootstrap_auroc_ci(in_scores, out_scores, n_boot=500, seed=seed),
                "train_seconds": detector.history_["train_seconds"], "score_seconds": score_seconds,
+               "training": detector.history_["training"],
                "n_train": detector.history_["n_images"], "n_test": {"in": len(in_scores), "out": len(out_scores)},
                "validation_auroc_by_family": detector.validation_,
                "mean_intensity_baseline": metrics.summarize(ref_in, ref_out),
@@ -448,7 +453,7 @@ def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: 
                "threshold": detector.threshold_,
                "fpr_at_threshold": float(np.mean(in_scores > detector.threshold_)),
                "tpr_at_threshold": float(np.mean(out_scores > detector.threshold_))}
-    if out is not None:
+    if out is not None and distributed.is_main():   # under torchrun, rank 0 alone writes
         # every file of this run is written together; the folder never mixes two runs
         with atomic_output_dir(out) as work:
             (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
@@ -456,6 +461,7 @@ def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: 
             _save_roc(work / "roc.png", {"ours": (in_scores, out_scores), "mean intensity": (ref_in, ref_out)},
                       f"{data.in_name} in / {data.out_name} out ({preset.name}, seed {seed})")
             detector.save(work / "detector.pt")
+    distributed.barrier()   # the other ranks return once rank 0 has written
     return results
 
 

@@ -5,6 +5,11 @@ stage widths (w, 2w, 4w, 8w); ``width=64`` gives torchvision's resnet18 widths. 
 ``"imagenet"`` (7x7 stride-2 convolution + max-pool, as in torchvision: 4x cheaper, what a CPU
 can train in minutes) and ``"cifar"`` (3x3 stride 1, no pool: the usual choice for 32x32 images
 when a GPU is available).
+
+Under a bfloat16 autocast region (the training fast path of :mod:`ood_helpers.training`) the last
+layer of each network still computes in float32: the latent z, the reconstruction (and so the
+difference image) and the classifier's logit keep float32 precision. Outside autocast this
+changes nothing.
 """
 from __future__ import annotations
 
@@ -13,6 +18,14 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
 STEMS = ("imagenet", "cifar")
+
+
+def _float32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` in float32, also inside an autocast region (outside one: exactly ``layer(x)``)."""
+    if x.device.type not in ("cuda", "cpu"):
+        return layer(x)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return layer(x.float())
 
 
 def _stage(in_planes: int, planes: int, stride: int) -> nn.Sequential:
@@ -75,7 +88,7 @@ class Encoder(nn.Module):
 
     def forward(self, x):
         """Images (N, C, 32, 32) in [0, 1] -> latent z (N, latent_dim)."""
-        return self.fc(self.trunk(x))
+        return _float32(self.fc, self.trunk(x))
 
 
 class Decoder(nn.Module):
@@ -99,7 +112,7 @@ class Decoder(nn.Module):
         x = self.fc(z).view(-1, 8 * self.width, 2, 2)
         for stage in self.stages:
             x = stage(x)
-        return torch.sigmoid(self.head(x))
+        return _float32(lambda h: torch.sigmoid(self.head(h)), x)
 
 
 class AutoEncoder(nn.Module):
@@ -141,7 +154,7 @@ class DifferenceClassifier(nn.Module):
         """
         if self.latent_input and z is None:
             raise ValueError("z: this classifier was built with latent_input=True and needs the latent z.")
-        return self.fc(self.trunk(difference, z if self.latent_input else None)).squeeze(1)
+        return _float32(self.fc, self.trunk(difference, z if self.latent_input else None)).squeeze(1)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -21,8 +21,16 @@ The last four cover images *simpler and smoother* than the training data: an aut
 reconstructs such images well, so reconstruction error alone calls them normal (the failure the
 paper's CIFAR-10 -> MNIST number hides). Noise and blur are deliberately *not* outlier families:
 they are nuisances (see ``noise.py``) and a noisy in-distribution image should still count as in.
+
+Two implementations: :func:`make_outliers` (the reference, on the CPU, family by family and, for
+cutpaste and patch_shuffle, image by image) and :func:`make_outliers_batched` (the fast path of
+:mod:`ood_helpers.training`: the same families with the same parameters, on the images' device,
+without host synchronisation, as a fixed number of batched kernels). They draw their random
+numbers in different orders, so one seed gives different (equally distributed) outliers.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -178,6 +186,141 @@ def make_outliers(images, families=None, generator: torch.Generator | None = Non
         if len(rows):
             out[rows] = _MAKERS[family](images[rows], generator).clamp(0, 1)
     return out, choice
+
+
+# -- the batched versions: any device, no host synchronisation, no per-image Python loop -------------
+@functools.lru_cache(maxsize=16)
+def _constants(device: torch.device, dtype: torch.dtype) -> dict:
+    """Luma weights and Sobel kernels, made once per device (a host-to-device copy waits for the GPU)."""
+    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    return {"luma": _LUMA.to(device, dtype), "sobel": torch.stack([sobel, sobel.t()]).unsqueeze(1).to(device, dtype)}
+
+
+def _partner_batched(n: int, generator, device) -> torch.Tensor:
+    """:func:`_partner` without host synchronisation: a permutation with no fixed point."""
+    if n == 1:
+        return torch.zeros(1, dtype=torch.long, device=device)
+    perm = torch.randperm(n, generator=generator, device=device)
+    shift = torch.randint(1, n, (1,), generator=generator, device=device)
+    position = torch.empty_like(perm)
+    position[perm] = torch.arange(n, device=device)
+    return perm[(position - shift) % n]   # partner[perm[j]] = perm[j - shift], as perm.roll(shift)
+
+
+def _uniform_batched(n, low, high, generator, device):
+    return low + (high - low) * torch.rand(n, generator=generator, device=device)
+
+
+def _luma_batched(x):
+    return (x * _constants(x.device, x.dtype)["luma"]).sum(1, keepdim=True) if x.shape[1] == 3 else x
+
+
+def _cutpaste_batched(x, generator):
+    n, c, size = x.shape[0], x.shape[1], x.shape[-1]
+    device = x.device
+    sides = torch.randint(size // 4, size // 2 + 1, (n, 2), generator=generator, device=device)   # h, w
+    fractions = torch.rand(n, 4, generator=generator, device=device)                              # sy, sx, ty, tx
+    starts = (fractions * (size - sides + 1).repeat(1, 2)).long()   # floor(u * positions) < positions
+    source_start, target_start = starts[:, :2], starts[:, 2:]
+    grid = torch.arange(size, device=device)
+    inside = (grid >= target_start[:, :, None]) & (grid < (target_start + sides)[:, :, None])   # (n, 2, size)
+    mask = inside[:, 0, :, None] & inside[:, 1, None, :]                                        # (n, size, size)
+    rows = (grid - target_start[:, :1] + source_start[:, :1]).clamp(0, size - 1)                # (n, size)
+    cols = (grid - target_start[:, 1:] + source_start[:, 1:]).clamp(0, size - 1)
+    source = x[_partner_batched(n, generator, device)]
+    source = source.gather(2, rows[:, None, :, None].expand(n, c, size, size))
+    source = source.gather(3, cols[:, None, None, :].expand(n, c, size, size))
+    return torch.where(mask[:, None], source, x)
+
+
+def _mixup_batched(x, generator):
+    lam = _uniform_batched(len(x), 0.35, 0.65, generator, x.device).view(-1, 1, 1, 1)
+    return lam * x + (1 - lam) * x[_partner_batched(len(x), generator, x.device)]
+
+
+def _patch_shuffle_batched(x, generator, patch: int = 8):
+    n, c, size = x.shape[0], x.shape[1], x.shape[-1]
+    grid = size // patch
+    patches = x.unfold(2, patch, patch).unfold(3, patch, patch).reshape(n, c, grid * grid, patch, patch)
+    order = torch.rand(n, grid * grid, generator=generator, device=x.device).argsort(1)   # a permutation per image
+    patches = patches[torch.arange(n, device=x.device)[:, None], :, order].permute(0, 2, 1, 3, 4)
+    return patches.reshape(n, c, grid, grid, patch, patch).permute(0, 1, 2, 4, 3, 5).reshape(n, c, size, size)
+
+
+def _grayscale_batched(x, generator):
+    return _luma_batched(x).expand_as(x)
+
+
+def _exposure_batched(x, generator):
+    n, device = len(x), x.device
+    dark = torch.rand(n, generator=generator, device=device) < 0.5
+    gamma = torch.where(dark, _uniform_batched(n, 2.5, 5.0, generator, device),
+                        _uniform_batched(n, 0.15, 0.4, generator, device))
+    return x.clamp_min(1e-6) ** gamma.view(-1, 1, 1, 1)
+
+
+def _edges_batched(x, generator):
+    grad = F.conv2d(F.pad(_luma_batched(x), (1, 1, 1, 1), mode="replicate"), _constants(x.device, x.dtype)["sobel"])
+    magnitude = grad.pow(2).sum(1, keepdim=True).sqrt()
+    magnitude = magnitude / magnitude.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    return magnitude.expand_as(x)
+
+
+_BATCHED = {"cutpaste": _cutpaste_batched, "mixup": _mixup_batched, "invert": invert,
+            "patch_shuffle": _patch_shuffle_batched, "grayscale": _grayscale_batched,
+            "exposure": _exposure_batched, "posterize": posterize, "edges": _edges_batched, "smooth": smooth}
+
+
+def check_families(families, channels: int) -> tuple[str, ...]:
+    """``families`` as a tuple of known names (None = every family for ``channels`` channels).
+
+    Raises
+    ------
+    InputError
+        No family, or an unknown one.
+    """
+    families = tuple(families) if families is not None else families_for(channels)
+    if not families:
+        raise InputError("families: expected at least one outlier family.")
+    for family in families:
+        if family not in _MAKERS:
+            raise InputError(f"families: unknown outlier family {family!r}; choose from {OUTLIER_FAMILIES}.")
+    return families
+
+
+def make_outliers_batched(images: torch.Tensor, families=None, generator: torch.Generator | None = None):
+    """:func:`make_outliers` for the training fast path: on the images' device, no host synchronisation.
+
+    The same families with the same parameters; each family is computed for the whole batch and
+    every image keeps its own family's result (``torch.where``), so the work does not depend on
+    the draw. Partners (cutpaste, mixup) are other images of the batch.
+
+    Parameters
+    ----------
+    images : torch.Tensor (N, C, 32, 32), float in [0, 1], on any device
+        Not validated (the training loop passes validated images).
+    families : sequence of str or None
+        Names from ``OUTLIER_FAMILIES`` (None = every family that applies to C channels).
+    generator : torch.Generator or None
+        On the images' device (None = the device's default generator).
+
+    Returns
+    -------
+    (torch.Tensor (N, C, 32, 32) in [0, 1], torch.Tensor (N,) int64)
+        The outliers and each image's family index into ``families``, both on the images' device.
+
+    Raises
+    ------
+    InputError
+        No family, or an unknown one.
+    """
+    families = check_families(families, images.shape[1])
+    choice = torch.randint(len(families), (len(images),), generator=generator, device=images.device)
+    out = images
+    for index, family in enumerate(families):
+        made = _BATCHED[family](images, generator).clamp(0, 1)
+        out = torch.where((choice == index).view(-1, 1, 1, 1), made, out)
+    return (out if out is not images else images.clone()), choice
 
 
 def apply_family(images, family: str, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -15,9 +15,22 @@ from dataclasses import asdict, dataclass, replace
 from .validation import check_choice
 
 
+FAST_PATH_CHOICES = ("auto", "on", "off")
+PRECISION_CHOICES = ("auto", "bf16", "fp32")
+COMPILE_CHOICES = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class Preset:
-    """One training budget: network sizes, optimiser, schedule and data cap (see the module doc)."""
+    """One training budget: network sizes, optimiser, schedule and data cap (see the module doc),
+    and how training uses the device (``fast_path``, ``precision``, ``compile_step``; see
+    :mod:`ood_helpers.training`).
+
+    Raises
+    ------
+    InputError
+        When ``fast_path``, ``precision`` or ``compile_step`` is not one of its choices.
+    """
 
     name: str
     width: int                 # base width of every ResNet-18 (64 = torchvision's resnet18)
@@ -33,6 +46,15 @@ class Preset:
     train_limit: int | None    # most in-distribution training images used (None = all)
     noise_max_severity: float  # upper end of noise-augmentation severity
     checkpoint_every_epoch: bool
+    # how training runs (ood_helpers.training.training_plan): "auto" follows the device
+    fast_path: str = "auto"      # "auto" (on with CUDA), "on", "off": device-resident data, noise and outliers
+    precision: str = "auto"      # "auto" (bf16 on the CUDA fast path), "bf16", "fp32": autocast, fast path only
+    compile_step: str = "auto"   # "auto" (CUDA fast path, one process), "on", "off": torch.compile of each step
+
+    def __post_init__(self):
+        for field, choices in (("fast_path", FAST_PATH_CHOICES), ("precision", PRECISION_CHOICES),
+                               ("compile_step", COMPILE_CHOICES)):
+            check_choice(getattr(self, field), choices, field)
 
     def milestone_epochs(self, epochs: int) -> list[int]:
         """The epochs (1-based, < ``epochs``) after which MultiStepLR lowers the learning rate:

@@ -7,20 +7,48 @@ stops with :class:`TrainingDivergedError` when the loss stops being finite, and 
 saves the whole training state after every epoch so that a restarted run resumes where it stopped.
 A saved state is reused only by a run with the same identity (every setting that shapes the
 result); anything else starts afresh.
+
+Two paths train the detector's networks (:func:`train_autoencoder`, :func:`train_classifier`),
+chosen per run by :func:`training_plan` from three preset fields:
+
+- ``fast_path`` ("auto" = on with CUDA, "on", "off"). **Standard path** (the CPU default): the
+  reference code, unchanged; a fixed seed gives the losses it always gave (tests/test_fast_path.py
+  checks them against stored values). **Fast path**: the training images stay on the device;
+  noise (:meth:`~ood_helpers.noise.NoiseAugment.batched`) and synthetic outliers
+  (:func:`~ood_helpers.outliers.make_outliers_batched`) are made there with a device
+  ``torch.Generator`` (same families and parameters, batched kernels instead of per-image
+  loops), epoch orders are drawn there too, and nothing waits for the device inside an epoch
+  (the loss is summed on the device and read once per epoch; the progress bar shows it then);
+  networks and inputs are channels_last; the paper's batch size is kept. The fast path draws
+  different random numbers than the standard path, so its losses are close, not equal.
+- ``precision`` ("auto" = bfloat16 on the CUDA fast path, "bf16", "fp32"): bfloat16 autocast
+  for the networks' forward passes on the fast path (ignored on the standard path). The last
+  layer of every network, the losses and their reductions stay float32 (see
+  :mod:`ood_helpers.models`); the latent density and all scoring run in float32.
+- ``compile_step`` ("auto" = on the CUDA fast path in a single process, "on", "off"): the forward
+  pass and loss of a step through ``torch.compile(mode="reduce-overhead")`` (CUDA graphs). If
+  compiling fails, training warns and goes on without it.
+
+Under torchrun both paths train with DistributedDataParallel (:mod:`ood_helpers.distributed`).
+The resolved plan is part of a detector's run identity and ``history_["training"]``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed
 from .api import fingerprint
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .noise import NoiseAugment
-from .outliers import make_outliers
+from .outliers import make_outliers, make_outliers_batched
 from .presets import Preset
 
 STATE_FORMAT = "ood_helpers.training_state"
@@ -75,7 +103,7 @@ def state_file(work_dir, stage: str, identity: dict) -> Path:
 def run_epochs(model: torch.nn.Module, step, n_items: int, *, epochs: int, batch_size: int,
                generator: torch.Generator, lr: float, betas=(0.9, 0.999), milestones=(), gamma: float = 0.1,
                name: str = "training", progress: bool = True, state_path=None, identity: dict | None = None,
-               on_epoch_end=None) -> list[float]:
+               on_epoch_end=None, min_batch: int = 2, live_loss: bool = True) -> list[float]:
     """Train ``model`` with Adam (+ MultiStepLR) over shuffled mini-batches; the package's one loop.
 
     Parameters
@@ -83,14 +111,17 @@ def run_epochs(model: torch.nn.Module, step, n_items: int, *, epochs: int, batch
     model : torch.nn.Module
         Its parameters are optimised; it is in train mode during epochs and eval mode after.
     step : callable
-        ``step(index) -> loss``: ``index`` is an int64 tensor of item positions (one mini-batch,
-        at least 2 items; a last batch of one is dropped), ``loss`` a scalar tensor.
+        ``step(index) -> loss``: ``index`` is an int64 tensor of item positions on the
+        generator's device (one mini-batch of at least ``min_batch`` items; a shorter last batch
+        is dropped), ``loss`` a scalar tensor. If a step (or its backward pass) raises and
+        ``step.fallback(error)`` exists and returns True, that step is tried once more (how a
+        failed ``torch.compile`` falls back to eager execution).
     n_items : int
         Number of training items the indices refer to.
     epochs, batch_size : int
     generator : torch.Generator
-        Draws the epoch orders (and, through ``step``, anything else random), so a fixed seed
-        reproduces the run.
+        Draws the epoch orders (on its own device) and, through ``step``, anything else random,
+        so a fixed seed reproduces the run.
     lr, betas : Adam's learning rate and betas.
     milestones : sequence of int
         Epochs after which the learning rate is multiplied by ``gamma`` (MultiStepLR).
@@ -105,11 +136,17 @@ def run_epochs(model: torch.nn.Module, step, n_items: int, *, epochs: int, batch
         overwritten), never resumed.
     on_epoch_end : callable or None
         ``on_epoch_end(epoch, mean_loss)`` after each epoch (epochs count from 1).
+    min_batch : int >= 2
+        Batches with fewer items are skipped (2: BatchNorm needs two; DDP passes 2 per rank).
+    live_loss : bool
+        Show the running loss on the progress bar every 10 steps (each read waits for the
+        device); False shows it at the end of the epoch only.
 
     Returns
     -------
     list of float
-        Mean training loss of every epoch (resumed epochs included).
+        Mean training loss of every epoch (resumed epochs included); under torchrun, averaged
+        over ranks. Only rank 0 saves ``state_path``.
 
     Raises
     ------
@@ -125,26 +162,35 @@ def run_epochs(model: torch.nn.Module, step, n_items: int, *, epochs: int, batch
     device = next(model.parameters()).device
     for epoch in range(start, epochs):
         model.train()
-        order = torch.randperm(n_items, generator=generator)
-        batches = [order[i:i + batch_size] for i in range(0, n_items, batch_size) if len(order[i:i + batch_size]) > 1]
+        order = torch.randperm(n_items, generator=generator, device=generator.device)
+        batches = [order[i:i + batch_size] for i in range(0, n_items, batch_size)
+                   if min(batch_size, n_items - i) >= min_batch]
         total = torch.zeros((), device=device)  # summed on the device: no host synchronisation per step
         bar = tqdm(batches, desc=f"{name} epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
         for count, index in enumerate(bar, start=1):
             optimizer.zero_grad(set_to_none=True)
-            loss = step(index)
-            loss.backward()
+            try:
+                loss = step(index)
+                loss.backward()
+            except Exception as err:
+                fallback = getattr(step, "fallback", None)
+                if fallback is None or not fallback(err):
+                    raise
+                optimizer.zero_grad(set_to_none=True)
+                loss = step(index)
+                loss.backward()
             optimizer.step()
             total += loss.detach()
-            if progress and (count % 10 == 0 or count == len(batches)):
+            if progress and (count == len(batches) or (live_loss and count % 10 == 0)):
                 bar.set_postfix(loss=f"{float(total) / count:.4f}", refresh=False)
         scheduler.step()
-        mean = float(total) / max(1, len(batches))
+        mean = float(distributed.average(total)) / max(1, len(batches))
         if not torch.isfinite(torch.tensor(mean)):
             raise TrainingDivergedError(
                 f"{name} training diverged: the mean loss of epoch {epoch + 1} is {mean}; nothing was fitted. "
                 f"Fix: lower the learning rate (lr={lr:g}), or check the training images for extreme values.")
         losses.append(mean)
-        if state_path is not None:
+        if state_path is not None and distributed.is_main():
             save_checkpoint({"format": STATE_FORMAT, "version": 2, "config": identity, "epoch": epoch + 1,
                              "losses": losses, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
@@ -180,58 +226,319 @@ def preset_schedule(preset: Preset, epochs: int) -> dict:
                 milestones=preset.milestone_epochs(epochs), gamma=preset.gamma)
 
 
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How the detector's networks train: what :func:`training_plan` resolved for one device.
+
+    Attributes
+    ----------
+    fast : bool
+        The fast path (see the module doc) instead of the standard one.
+    precision : {"fp32", "bf16"}
+        Autocast dtype of the networks' forward passes in training (fast path only).
+    compile : bool
+        Forward pass and loss through ``torch.compile(mode="reduce-overhead")``.
+    world_size, rank : int
+        Processes training together (torchrun) and this one's rank.
+    sync_batchnorm : bool
+        BatchNorm with the global batch's statistics under DDP (see :mod:`ood_helpers.distributed`).
+    """
+
+    fast: bool = False
+    precision: str = "fp32"
+    compile: bool = False
+    world_size: int = 1
+    rank: int = 0
+    sync_batchnorm: bool = False
+
+    def as_dict(self) -> dict:
+        """What shapes the result (the rank does not): ``path``, ``precision``, ``compile``,
+        ``world_size``, ``sync_batchnorm``."""
+        return {"path": "fast" if self.fast else "standard", "precision": self.precision, "compile": self.compile,
+                "world_size": self.world_size, "sync_batchnorm": self.sync_batchnorm}
+
+
+def training_plan(preset: Preset, device) -> TrainingPlan:
+    """Resolve a preset's ``fast_path``, ``precision`` and ``compile_step`` for ``device`` and the
+    current process group (see the module doc for what "auto" means).
+
+    Parameters
+    ----------
+    preset : Preset
+    device : str or torch.device
+
+    Returns
+    -------
+    TrainingPlan
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    world = distributed.world_size()
+    fast = preset.fast_path == "on" or (preset.fast_path == "auto" and cuda)
+    bf16 = fast and (preset.precision == "bf16" or (preset.precision == "auto" and cuda))
+    compiled = fast and (preset.compile_step == "on" or (preset.compile_step == "auto" and cuda and world == 1))
+    return TrainingPlan(fast=fast, precision="bf16" if bf16 else "fp32", compile=compiled, world_size=world,
+                        rank=distributed.rank(), sync_batchnorm=world > 1)
+
+
+class _LossFunction:
+    """A step's forward pass and loss, eager or through ``torch.compile``; falls back to eager
+    execution (with a warning) when compiling fails, at wrapping time or at the first call."""
+
+    def __init__(self, function, compile_it: bool, name: str):
+        self.eager, self.current, self.name = function, function, name
+        if compile_it:
+            compiler = getattr(torch, "compile", None)
+            if compiler is None:
+                self._warn("this torch has no torch.compile")
+            else:
+                try:
+                    self.current = compiler(function, mode="reduce-overhead", dynamic=False)
+                except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly
+                    self._warn(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        self.compiled = self.current is not function
+
+    def _warn(self, reason: str):
+        warnings.warn(f"{self.name}: torch.compile is not used ({reason}); training runs eagerly.", RuntimeWarning,
+                      stacklevel=3)
+
+    def __call__(self, *args):
+        if self.compiled:
+            mark = getattr(getattr(torch, "compiler", None), "cudagraph_mark_step_begin", None)
+            if mark is not None:
+                mark()   # a new training step: CUDA graph outputs of the last one may be overwritten
+        return self.current(*args)
+
+    def fallback(self, err: BaseException) -> bool:
+        """Switch to eager execution after a failure of the compiled function; False if already eager."""
+        if not self.compiled:
+            return False
+        self._warn(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        self.current, self.compiled = self.eager, False
+        return True
+
+
+class _StageContext:
+    """What one training stage needs beyond the standard path: the device generator and resident
+    images of the fast path, channels_last, autocast, DDP and the rank's slice of each batch."""
+
+    def __init__(self, model, plan: TrainingPlan, device, generator: torch.Generator, frozen=()):
+        self.model, self.plan, self.device, self.frozen = model, plan, torch.device(device), tuple(frozen)
+        self.generator = generator
+        self.module, self._undo = model, None
+        self._labels: dict = {}
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self):
+        if self.plan.fast:
+            # one draw from the CPU generator seeds the device generator: a seed still fixes the run
+            seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+            self.generator = torch.Generator(device=self.device).manual_seed(seed)
+            for net in (self.model, *self.frozen):
+                net.to(memory_format=torch.channels_last)
+            if self.device.type == "cuda":   # fixed shapes: let cuDNN pick its fastest kernels (restored after)
+                self._stack.callback(setattr, torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+                torch.backends.cudnn.benchmark = True
+        if self.plan.world_size > 1:
+            self.module, self._undo = distributed.wrap(self.model, self.device, self.plan.sync_batchnorm)
+        return self
+
+    def __exit__(self, *exc):
+        if self._undo is not None and exc[0] is None:
+            self._undo()
+        if self.plan.fast:
+            for net in (self.model, *self.frozen):
+                net.to(memory_format=torch.contiguous_format)
+        self._stack.close()
+        return False
+
+    def resident(self, images: torch.Tensor) -> torch.Tensor:
+        """The training images where the steps read them: on the device for the fast path."""
+        return images.to(self.device) if self.plan.fast else images
+
+    def autocast(self):
+        """The forward passes' autocast region (bfloat16 on the fast path when planned)."""
+        if self.plan.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch on the device (channels_last on the fast path)."""
+        x = x.to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.plan.fast else x
+
+    def rows(self, n: int, device) -> torch.Tensor | None:
+        """This rank's slice of a global batch of ``n`` (None in a single process)."""
+        if self.plan.world_size == 1:
+            return None
+        return torch.arange(n, device=device).tensor_split(self.plan.world_size)[self.plan.rank]
+
+    def labels(self, n: int) -> torch.Tensor:
+        """``n`` zeros then ``n`` ones on the device, made there once per batch size."""
+        if n not in self._labels:
+            labels = torch.zeros(2 * n, device=self.device)
+            labels[n:] = 1.0
+            self._labels[n] = labels
+        return self._labels[n]
+
+    def loop_options(self) -> dict:
+        """The :func:`run_epochs` options of this plan."""
+        return {"min_batch": 2 * self.plan.world_size, "live_loss": not self.plan.fast}
+
+
 def train_autoencoder(autoencoder, images: torch.Tensor, preset: Preset, generator: torch.Generator,
                       device, noise: NoiseAugment | None = None, state_path=None, progress=True,
-                      on_epoch_end=None, identity: dict | None = None) -> list[float]:
+                      on_epoch_end=None, identity: dict | None = None, plan: TrainingPlan | None = None) -> list[float]:
     """Train E and D with the L1 reconstruction loss :math:`|I - D(E(I))|_1` (equation 1 of the paper).
-
-    ``images``: float (N, C, 32, 32) in [0, 1] on the CPU (batches move to ``device``). Returns the
-    mean loss per epoch. Raises :class:`TrainingDivergedError` when the loss is not finite.
 
     With ``noise`` the input is corrupted and the target stays clean (a denoising autoencoder), so
     a noisy in-distribution image is still reconstructed as its clean self.
-    """
-    def step(index):
-        clean = images[index]
-        corrupted = noise(clean, generator) if noise is not None else clean
-        reconstruction, _ = autoencoder(corrupted.to(device))
-        return F.l1_loss(reconstruction, clean.to(device))
 
-    return run_epochs(autoencoder, step, len(images), generator=generator, name="autoencoder", progress=progress,
-                      state_path=state_path, identity=identity, on_epoch_end=on_epoch_end,
-                      **preset_schedule(preset, preset.ae_epochs))
+    Parameters
+    ----------
+    autoencoder : ood_helpers.models.AutoEncoder
+        On ``device``; trained in place.
+    images : torch.Tensor (N, C, 32, 32), float in [0, 1], on the CPU
+        The standard path moves each batch to ``device``; the fast path moves them all once.
+    preset : Preset
+        Optimiser, schedule, batch size and the fast-path switches.
+    generator : torch.Generator (CPU)
+        Draws everything random (on the fast path through a device generator it seeds).
+    device : torch.device
+    noise : NoiseAugment or None
+    state_path, progress, on_epoch_end, identity
+        As for :func:`run_epochs`.
+    plan : TrainingPlan or None
+        None = :func:`training_plan` of ``preset`` and ``device``.
+
+    Returns
+    -------
+    list of float
+        The mean loss of every epoch.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss is not finite.
+    """
+    plan = training_plan(preset, device) if plan is None else plan
+    schedule = dict(generator=generator, name="autoencoder", progress=progress, state_path=state_path,
+                    identity=identity, on_epoch_end=on_epoch_end, **preset_schedule(preset, preset.ae_epochs))
+    if not plan.fast and plan.world_size == 1:   # the standard path: the reference code, unchanged
+        def step(index):
+            clean = images[index]
+            corrupted = noise(clean, generator) if noise is not None else clean
+            reconstruction, _ = autoencoder(corrupted.to(device))
+            return F.l1_loss(reconstruction, clean.to(device))
+
+        return run_epochs(autoencoder, step, len(images), **schedule)
+
+    with _StageContext(autoencoder, plan, device, generator) as stage:
+        data = stage.resident(images)
+        augment = None if noise is None else (noise.batched if plan.fast else noise)
+
+        def loss_of(inputs, targets):
+            with stage.autocast():
+                reconstruction, _ = stage.module(inputs)
+            return F.l1_loss(reconstruction.float(), targets)
+
+        loss_function = _LossFunction(loss_of, plan.compile, "autoencoder")
+
+        def step(index):
+            clean = data[index]
+            corrupted = augment(clean, stage.generator) if augment is not None else clean
+            rows = stage.rows(len(index), clean.device)
+            if rows is not None:
+                clean, corrupted = clean[rows], corrupted[rows]
+            return loss_function(stage.inputs(corrupted), stage.inputs(clean))
+
+        step.fallback = loss_function.fallback
+        return run_epochs(autoencoder, step, len(images), **{**schedule, "generator": stage.generator},
+                          **stage.loop_options())
 
 
 def train_classifier(classifier, autoencoder, images: torch.Tensor, preset: Preset, generator: torch.Generator,
                      device, noise: NoiseAugment | None = None, families=None, state_path=None, progress=True,
-                     on_epoch_end=None, identity: dict | None = None) -> list[float]:
+                     on_epoch_end=None, identity: dict | None = None, plan: TrainingPlan | None = None) -> list[float]:
     """Train the in/out classifier with cross-entropy (equation 2 of the paper).
-
-    ``images``: float (N, C, 32, 32) in [0, 1], in-distribution only. Returns the mean loss per
-    epoch. Raises :class:`TrainingDivergedError` when the loss is not finite.
 
     Every batch holds ``batch_size`` in-distribution images (label 0) and as many synthetic
     outliers made from other in-distribution images (label 1). Noise augmentation, when on, hits
     both halves alike, so noise never tells the classes apart. The autoencoder is not updated.
+
+    Parameters
+    ----------
+    classifier : ood_helpers.models.DifferenceClassifier
+        On ``device``; trained in place.
+    autoencoder : ood_helpers.models.AutoEncoder
+        Trained, frozen (run under ``no_grad`` in eval mode).
+    images : torch.Tensor (N, C, 32, 32), float in [0, 1], on the CPU, in-distribution only
+    preset, generator, device, noise, state_path, progress, on_epoch_end, identity, plan
+        As for :func:`train_autoencoder`.
+    families : sequence of str or None
+        Outlier families (None = every family for C channels).
+
+    Returns
+    -------
+    list of float
+        The mean loss of every epoch.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss is not finite.
     """
     autoencoder.eval()  # frozen by running it under no_grad; its parameters stay trainable
+    plan = training_plan(preset, device) if plan is None else plan
+    schedule = dict(generator=generator, name="classifier", progress=progress, state_path=state_path,
+                    identity=identity, on_epoch_end=on_epoch_end, **preset_schedule(preset, preset.clf_epochs))
+    if not plan.fast and plan.world_size == 1:   # the standard path: the reference code, unchanged
+        def step(index):
+            partners = torch.randint(len(images), (len(index),), generator=generator)
+            outliers, _ = make_outliers(images[partners], families, generator)
+            batch = torch.cat([images[index], outliers])
+            if noise is not None:
+                batch = noise(batch, generator)
+            labels = torch.cat([torch.zeros(len(index)), torch.ones(len(index))]).to(device)
+            batch = batch.to(device)
+            with torch.no_grad():
+                reconstruction, z = autoencoder(batch)
+            logits = classifier(difference_image(batch, reconstruction), z)
+            return F.binary_cross_entropy_with_logits(logits, labels)
 
-    def step(index):
-        partners = torch.randint(len(images), (len(index),), generator=generator)
-        outliers, _ = make_outliers(images[partners], families, generator)
-        batch = torch.cat([images[index], outliers])
-        if noise is not None:
-            batch = noise(batch, generator)
-        labels = torch.cat([torch.zeros(len(index)), torch.ones(len(index))]).to(device)
-        batch = batch.to(device)
-        with torch.no_grad():
-            reconstruction, z = autoencoder(batch)
-        logits = classifier(difference_image(batch, reconstruction), z)
-        return F.binary_cross_entropy_with_logits(logits, labels)
+        return run_epochs(classifier, step, len(images), **schedule)
 
-    return run_epochs(classifier, step, len(images), generator=generator, name="classifier", progress=progress,
-                      state_path=state_path, identity=identity, on_epoch_end=on_epoch_end,
-                      **preset_schedule(preset, preset.clf_epochs))
+    with _StageContext(classifier, plan, device, generator, frozen=(autoencoder,)) as stage:
+        data = stage.resident(images)
+        augment = None if noise is None else (noise.batched if plan.fast else noise)
+        make = make_outliers_batched if plan.fast else make_outliers
+
+        def loss_of(batch, labels):
+            with torch.no_grad(), stage.autocast():
+                reconstruction, z = autoencoder(batch)
+            with stage.autocast():
+                logits = stage.module(difference_image(batch, reconstruction.float()), z.float())
+            return F.binary_cross_entropy_with_logits(logits.float(), labels)
+
+        loss_function = _LossFunction(loss_of, plan.compile, "classifier")
+
+        def step(index):
+            n = len(index)
+            partners = torch.randint(len(images), (n,), generator=stage.generator, device=index.device)
+            outliers, _ = make(data[partners], families, stage.generator)
+            batch = torch.cat([data[index], outliers])
+            if augment is not None:
+                batch = augment(batch, stage.generator)
+            labels = stage.labels(n)
+            rows = stage.rows(n, batch.device)
+            if rows is not None:   # this rank's in-distribution slice and the outliers made from it
+                rows = torch.cat([rows, rows + n])
+                batch, labels = batch[rows], labels[rows.to(labels.device)]
+            return loss_function(stage.inputs(batch), labels)
+
+        step.fallback = loss_function.fallback
+        return run_epochs(classifier, step, len(images), **{**schedule, "generator": stage.generator},
+                          **stage.loop_options())
 
 
 # -- the anti-pattern of notebook 04: a classifier trained on the test OOD set ---------------------
