@@ -37,7 +37,9 @@ def test_notebook_starts_with_a_title_and_prints_its_preset(name):
     notebook = _load(name)
     assert notebook["cells"][0]["cell_type"] == "markdown"
     assert _source(notebook["cells"][0]).startswith(f"# {name[:2]} · ")
-    assert "get_preset()" in _source(_code_cells(notebook)[0]) and "print(" in _source(_code_cells(notebook)[0])
+    first, second = _source(_code_cells(notebook)[0]), _source(_code_cells(notebook)[1])
+    assert 'PRESET = "classroom"' in first and "print(" in first
+    assert "get_preset(PRESET)" in second and "print(" in second
 
 
 @pytest.mark.parametrize("name", SERIES)
