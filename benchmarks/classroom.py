@@ -144,6 +144,8 @@ def markdown(results: dict) -> str:
         lines += [f"| {d['file']} | {d['action']} | {d['seconds']} |" for d in pre["detectors"]]
         lines.append("")
     for key, title in (("serial", "One kernel: the series, notebook after notebook"),):
+        if key not in results:
+            continue
         run = results[key]
         lines += [f"## {title}", "", f"{run['wall_seconds']:.0f} s ({_minutes(run['wall_seconds'])}) in all.", "",
                   "| notebook | seconds | finished | detectors loaded from the shared folder | trained |",
@@ -161,6 +163,9 @@ def markdown(results: dict) -> str:
             lines.append(f"| {index + 1} | {run['wall_seconds']:.0f} | {sum(r['ok'] for r in run['rows'])}/{len(run['rows'])} | "
                          f"{sum(r.get('loaded', 0) for r in run['rows'])} | {sum(r.get('trained', 0) for r in run['rows'])} |")
         lines.append("")
+    if "checks" not in results:
+        return "\n".join(lines + [f"Unfinished: this file was written after the step '{results.get('step')}'; "
+                                   f"the run stopped or is still going.", ""])
     checks = results["checks"]
     lines += ["## Checks", ""] + [f"- {name}: {'yes' if ok else 'NO'}" for name, ok in checks.items()] + [""]
     failed = [f"{r['notebook']}: {r.get('error', '')}" for r in results["serial"]["rows"] if not r["ok"]]
@@ -193,6 +198,11 @@ def main(argv=None) -> int:
                "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
                           f"torch {torch.__version__} ({torch.get_num_threads()} threads per process)",
                "notebooks": [n.name for n in notebooks]}
+    def save(step):  # after every step, so that a stopped run keeps what it measured
+        results["step"] = step
+        (out / "benchmark.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / "benchmark.md").write_text(markdown(results) + "\n")
+
     if args.pretrained:
         shared = Path(args.pretrained)
     else:
@@ -201,12 +211,14 @@ def main(argv=None) -> int:
         results["pretrain"] = run_pretrain(args.preset, shared, env)
         print(f"pretrain: {results['pretrain']['wall_seconds']:.0f} s", flush=True)
         make_read_only(shared)
+        save("pretrain")
     env["OOD_PRETRAINED_DIR"] = str(shared)
     before = fingerprint_folder(shared)
 
     print("one kernel ...", flush=True)
     results["serial"] = run_series(notebooks, work / "serial", env, args.timeout)
     print(f"one kernel: {results['serial']['wall_seconds']:.0f} s", flush=True)
+    save("one kernel")
     runs = []
     if args.kernels > 0:
         print(f"{args.kernels} kernels at once ...", flush=True)
@@ -239,8 +251,7 @@ def main(argv=None) -> int:
         "nothing written to the per-user artifacts folders": all(not run["artifacts_written"] for run in every),
     }
     results["detector_files"] = loads
-    (out / "benchmark.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "benchmark.md").write_text(markdown(results) + "\n")
+    save("checks")
     print(markdown(results))
     if not args.work:
         for path in [*work.rglob("*"), work]:  # give write bits back so the scratch folder can go
