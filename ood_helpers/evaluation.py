@@ -22,6 +22,7 @@ reports how well each detector still separates noisy in-distribution images from
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import time
@@ -95,14 +96,16 @@ def _check_seeds(seeds) -> list[int]:
 
 
 def command_line(setting: str, preset: str, seeds, out_dir, detectors=None) -> str:
-    """The shell command that reproduces a comparison (data folder included)."""
+    """The shell command that reproduces a comparison, with the data folder relative to the working
+    directory (results files are committed: they must not carry one machine's absolute paths)."""
     parts = ["python", "-m", "ood_helpers", "compare", "--setting", setting, "--preset", preset,
              "--seeds", *map(str, seeds)]
     if out_dir is not None:
         parts += ["--out", str(out_dir)]
     if detectors is not None:
         parts += ["--detectors", *detectors]
-    return f"OOD_DATA_DIR={shlex.quote(str(data_root()))} " + " ".join(shlex.quote(part) for part in parts)
+    data = os.path.relpath(data_root()) if data_root().is_absolute() else str(data_root())
+    return f"OOD_DATA_DIR={shlex.quote(data)} " + " ".join(shlex.quote(part) for part in parts)
 
 
 # -- one run ----------------------------------------------------------------------------------------

@@ -178,3 +178,19 @@ def test_a_failed_comparison_leaves_the_earlier_results_whole(tmp_path, tiny_dat
                                detectors=["mean-intensity"], progress=False)
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "a temporary folder was left behind"
+
+
+def test_recorded_command_names_the_data_folder_relative_to_the_working_directory(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OOD_DATA_DIR", str(tmp_path.parent / "shared" / "data"))
+    command = compare.command_line("mnist-cifar10", "quick", [0], "results/x")
+    assert command.startswith("OOD_DATA_DIR=../shared/data python -m ood_helpers compare") and str(tmp_path) not in command
+
+
+def test_committed_results_carry_no_machine_paths():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    for path in root.glob("*/results.*"):
+        assert not re.search(r"=/(?:tmp|work|root|home)/", path.read_text()), path

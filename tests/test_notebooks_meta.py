@@ -89,6 +89,10 @@ def test_notebook_is_committed_executed_and_small(name):
     assert "all checks passed" in "".join("".join(out.get("text", "")) for out in cells[-1].get("outputs", []))
     errors = [out for cell in cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors, f"{path.name} was committed with an error output"
+    text = json.dumps([out for cell in cells for out in cell.get("outputs", [])])
+    assert "0%|" not in text, f"{path.name}: progress-bar remnants in its outputs; train with progress=False"
+    machine = re.findall(r"(?<![\w.])/(?:tmp|work|root|home|srv|Users|mnt)/[\w.+-]+", text)
+    assert not machine, f"{path.name}: machine paths in its outputs: {sorted(set(machine))[:3]}"
 
 
 # -- the helpers the notebooks call (data.sample, metrics.image_complexity, reports, plots, training) --------
