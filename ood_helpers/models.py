@@ -18,6 +18,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
 STEMS = ("imagenet", "cifar")
+IMAGE_SIZE = 32   # every network here takes 32x32 images (MNIST is padded from 28x28)
 
 
 def _float32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -79,16 +80,26 @@ class ResNetTrunk(nn.Module):
 
 
 class Encoder(nn.Module):
-    """E: image (N, C, 32, 32) in [0, 1] -> latent z (N, latent_dim)."""
+    """E: image (N, C, 32, 32) in [0, 1] -> latent z (N, latent_dim).
 
-    def __init__(self, in_channels: int, width: int = 64, latent_dim: int = 128, stem: str = "cifar"):
+    ``linear_path=True`` (ours, the classroom preset) adds a linear map of the flattened image to
+    z: the ResNet path then only has to learn what a linear (PCA-like) code misses, which a CPU
+    budget of a few epochs can reach (mean PSNR >= 20 dB on CIFAR-10). The paper has no such path.
+    """
+
+    def __init__(self, in_channels: int, width: int = 64, latent_dim: int = 128, stem: str = "cifar",
+                 linear_path: bool = False):
         super().__init__()
         self.trunk = ResNetTrunk(in_channels, width, stem)
         self.fc = nn.Linear(self.trunk.out_features, latent_dim)
+        self.linear = nn.Linear(in_channels * IMAGE_SIZE * IMAGE_SIZE, latent_dim) if linear_path else None
 
     def forward(self, x):
         """Images (N, C, 32, 32) in [0, 1] -> latent z (N, latent_dim)."""
-        return _float32(self.fc, self.trunk(x))
+        z = _float32(self.fc, self.trunk(x))
+        if self.linear is not None:
+            z = z + _float32(self.linear, x.flatten(1))
+        return z
 
 
 class Decoder(nn.Module):
@@ -96,32 +107,43 @@ class Decoder(nn.Module):
 
     The encoder's topology in reverse: z is mapped to an (8w, 2, 2) map, then four stages of two
     BasicBlocks, each stage doubling the resolution (nearest upsampling) and halving the width.
+    ``linear_path=True`` (ours, see :class:`Encoder`) adds a linear map of z to the output's logits.
     """
 
-    def __init__(self, out_channels: int, width: int = 64, latent_dim: int = 128):
+    def __init__(self, out_channels: int, width: int = 64, latent_dim: int = 128, linear_path: bool = False):
         super().__init__()
         self.width = width
+        self.out_channels = out_channels
         self.fc = nn.Linear(latent_dim, 8 * width * 4)
         widths = [8 * width, 4 * width, 2 * width, width, width]
         self.stages = nn.ModuleList(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
                                                   _stage(widths[i], widths[i + 1], 1)) for i in range(4))
         self.head = nn.Conv2d(width, out_channels, 3, 1, 1)
+        self.linear = nn.Linear(latent_dim, out_channels * IMAGE_SIZE * IMAGE_SIZE) if linear_path else None
 
     def forward(self, z):
         """Latent z (N, latent_dim) -> reconstruction (N, C, 32, 32) in [0, 1] (a sigmoid output)."""
         x = self.fc(z).view(-1, 8 * self.width, 2, 2)
         for stage in self.stages:
             x = stage(x)
-        return _float32(lambda h: torch.sigmoid(self.head(h)), x)
+
+        def output(h):
+            logits = self.head(h)
+            if self.linear is not None:
+                logits = logits + self.linear(z.float()).view(-1, self.out_channels, IMAGE_SIZE, IMAGE_SIZE)
+            return torch.sigmoid(logits)
+
+        return _float32(output, x)
 
 
 class AutoEncoder(nn.Module):
     """E and D together; ``forward`` returns (reconstruction, z)."""
 
-    def __init__(self, in_channels: int, width: int = 64, latent_dim: int = 128, stem: str = "cifar"):
+    def __init__(self, in_channels: int, width: int = 64, latent_dim: int = 128, stem: str = "cifar",
+                 linear_path: bool = False):
         super().__init__()
-        self.encoder = Encoder(in_channels, width, latent_dim, stem)
-        self.decoder = Decoder(in_channels, width, latent_dim)
+        self.encoder = Encoder(in_channels, width, latent_dim, stem, linear_path)
+        self.decoder = Decoder(in_channels, width, latent_dim, linear_path)
 
     def forward(self, x):
         """Images (N, C, 32, 32) in [0, 1] -> (reconstruction D(E(x)) (N, C, 32, 32), z = E(x) (N, latent_dim))."""
