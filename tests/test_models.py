@@ -49,3 +49,32 @@ def test_layer_table_lists_stem_and_four_stages():
     rows = layer_table(Encoder(3, width=64, latent_dim=10, stem="cifar"), in_channels=3)
     assert [name for name, _, _ in rows] == ["stem", "stage1", "stage2", "stage3", "stage4"]
     assert rows[-1][1] == "(512, 4, 4)"
+
+
+def test_linear_path_is_optional_and_off_by_default():
+    plain = AutoEncoder(in_channels=3, width=4, latent_dim=8, stem="imagenet")
+    assert not any("linear" in key for key in plain.state_dict())   # files saved before it still load
+    shortcut = AutoEncoder(in_channels=3, width=4, latent_dim=8, stem="imagenet", linear_path=True)
+    keys = set(shortcut.state_dict())
+    assert {"encoder.linear.weight", "decoder.linear.weight"} <= keys
+    x = torch.rand(3, 3, 32, 32)
+    reconstruction, z = shortcut(x)
+    assert reconstruction.shape == x.shape and z.shape == (3, 8)
+    assert 0 <= reconstruction.min() and reconstruction.max() <= 1
+    torch.nn.functional.l1_loss(reconstruction, x).backward()
+    assert shortcut.encoder.linear.weight.grad.abs().sum() > 0 and shortcut.decoder.linear.weight.grad.abs().sum() > 0
+
+
+def test_linear_path_alone_can_copy_a_linear_code():
+    # with the ResNet paths silenced, E and D are a linear autoencoder: z must carry the image
+    torch.manual_seed(0)
+    ae = AutoEncoder(in_channels=1, width=4, latent_dim=8, stem="imagenet", linear_path=True)
+    with torch.no_grad():
+        ae.encoder.fc.weight.zero_(), ae.encoder.fc.bias.zero_()
+        ae.decoder.head.weight.zero_(), ae.decoder.head.bias.zero_()
+    ae.eval()
+    x = torch.rand(2, 1, 32, 32)
+    z = ae.encoder(x)
+    assert torch.allclose(z, ae.encoder.linear(x.flatten(1)), atol=1e-6)
+    expected = torch.sigmoid(ae.decoder.linear(z)).view(2, 1, 32, 32)
+    assert torch.allclose(ae.decoder(z), expected, atol=1e-6)
