@@ -19,6 +19,7 @@ from .data import SETTINGS, DatasetNotFoundError
 from .presets import PRESETS
 from .training import TrainingDivergedError
 from .validation import InputError
+from .variants import VARIANTS
 
 
 def _add_compare_arguments(parser) -> None:
@@ -46,9 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=None, help="output folder for results.json, results.md and figures")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
-    reproduce = sub.add_parser("reproduce", help="train our detector on one setting and evaluate it")
+    reproduce = sub.add_parser("reproduce", help="train one detector variant (default: the paper's method) on one "
+                                                 "setting and evaluate it")
     common(reproduce)
     reproduce.add_argument("--seed", type=int, default=0)
+    reproduce.add_argument("--variant", default="paper", choices=tuple(VARIANTS),
+                           help="paper (default), paper-no-aux, paper-no-noise, ours or ours-distance-only")
     _add_compare_arguments(sub.add_parser("compare", help="every detector side by side, several seeds"))
     robust = sub.add_parser("robustness", help="AUROC and false alarms under noise, with and without augmentation")
     common(robust)
@@ -59,7 +63,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_pretrain_arguments(parser) -> None:
-    from .artifacts import VARIANTS
     from .pretrain import NOTEBOOK_SETTINGS, NOTEBOOK_VARIANTS
 
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
@@ -85,7 +88,7 @@ def main(argv=None) -> int:
 
         started = _join_torchrun(args.command)
         if args.command == "reproduce":
-            results = evaluation.reproduce(args.setting, args.preset, args.seed, args.out, progress)
+            results = evaluation.reproduce(args.setting, args.preset, args.seed, args.out, progress, args.variant)
             if distributed.is_main():   # under torchrun, rank 0 alone reports
                 print(evaluation.results_table(results))
         elif args.command == "compare":

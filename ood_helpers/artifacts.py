@@ -1,7 +1,9 @@
 """Saved detectors shared across notebooks: load when present and matching, else train and save.
 
-Notebook 02 trains, notebook 05 loads what 02 saved; run alone, 05 trains it itself. Two folders
-hold detectors, with the same layout ``<preset>/<setting>/detector_<variant>_seed<seed>.pt``:
+Notebook 02 trains, notebook 05 loads what 02 saved; run alone, 05 trains it itself. Detectors are
+asked for by variant (:mod:`ood_helpers.variants`: ``paper``, ``paper-no-aux``, ``paper-no-noise``,
+``ours``, ``ours-distance-only``). Two folders hold them, with the same layout
+``<preset>/<setting>/detector_<variant>_seed<seed>.pt``:
 
 1. ``$OOD_PRETRAINED_DIR`` (optional): a shared, read-only folder made once by
    ``python -m ood_helpers pretrain --out DIR`` (:mod:`ood_helpers.pretrain`). Only read: nothing is
@@ -15,20 +17,27 @@ request: the same setting's training images (fingerprint), channels, preset fiel
 switches. In the per-user folder anything else is retrained, and the reason is printed. A lock
 file keeps two kernels from training the same detector at once: the second waits, then loads
 what the first saved.
+
+:func:`get_autoencoder` gives the autoencoder alone: read from the matching ``paper`` (or
+``paper-no-noise``) detector file when there is one, else trained alone, equal to that
+detector's autoencoder.
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from .api import check_seed, fingerprint
 from .checkpoints import CheckpointError
 from .data import CHANNELS, SETTINGS, OODData, load_setting
-from .detector import OODDetector
+from .detector import OODDetector, fit_autoencoder, read_detector_file
 from .files import file_lock
+from .models import AutoEncoder
 from .presets import get_preset
-from .validation import check_choice
+from .validation import InputError, check_choice
+from .variants import build_detector, get_variant
 
 
 def artifact_dir() -> Path:
@@ -42,29 +51,29 @@ def pretrained_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def variant_name(latent_input: bool = True, noise_augment: bool = True) -> str:
-    """'full', 'no-latent', 'no-noise' or 'no-latent-no-noise'."""
-    parts = ([] if latent_input else ["no-latent"]) + ([] if noise_augment else ["no-noise"])
-    return "-".join(parts) or "full"
+def detector_relpath(setting: str, preset=None, seed: int = 0, variant: str = "paper") -> Path:
+    """One detector's place inside any detector folder: ``<preset>/<setting>/detector_<variant>_seed<seed>.pt``.
 
+    Parameters
+    ----------
+    setting : str
+    preset : preset name or Preset (None = ``$OOD_PRESET`` / auto)
+    seed : int >= 0
+    variant : a key of :data:`ood_helpers.variants.VARIANTS`
 
-VARIANTS = {"full": dict(latent_input=True, noise_augment=True),
-            "no-latent": dict(latent_input=False, noise_augment=True),
-            "no-noise": dict(latent_input=True, noise_augment=False),
-            "no-latent-no-noise": dict(latent_input=False, noise_augment=False)}
-
-
-def detector_relpath(setting: str, preset=None, seed: int = 0, latent_input: bool = True,
-                     noise_augment: bool = True) -> Path:
-    """One detector's place inside any detector folder: ``<preset>/<setting>/detector_<variant>_seed<seed>.pt``."""
+    Raises
+    ------
+    InputError
+        Unknown variant or preset.
+    """
     preset = get_preset(preset)
-    return Path(preset.name) / setting / f"detector_{variant_name(latent_input, noise_augment)}_seed{seed}.pt"
+    return Path(preset.name) / setting / f"detector_{get_variant(variant).key}_seed{seed}.pt"
 
 
-def detector_path(setting: str, preset=None, seed: int = 0, latent_input: bool = True,
-                  noise_augment: bool = True) -> Path:
-    """Where :func:`get_detector` keeps one detector: ``<artifacts>/<preset>/<setting>/detector_<variant>_seed<seed>.pt``."""
-    return artifact_dir() / detector_relpath(setting, preset, seed, latent_input, noise_augment)
+def detector_path(setting: str, preset=None, seed: int = 0, variant: str = "paper") -> Path:
+    """Where :func:`get_detector` keeps one detector in the per-user folder:
+    ``<artifacts>/<preset>/<setting>/detector_<variant>_seed<seed>.pt``."""
+    return artifact_dir() / detector_relpath(setting, preset, seed, variant)
 
 
 def get_data(setting: str, preset=None, seed: int = 0, download: bool | None = None) -> OODData:
@@ -106,11 +115,17 @@ def _shown(path: Path) -> str:
 def mismatch(detector: OODDetector, wanted: OODDetector, channels: int, train_fingerprint: str) -> str | None:
     """Why a loaded ``detector`` does not answer the request ``wanted`` (unfitted, same parameters),
     or None when it does."""
-    if detector.in_channels_ != channels:
-        return f"it was trained on {detector.in_channels_}-channel images, this setting has {channels}"
-    if detector.train_fingerprint_ != train_fingerprint:
+    return _mismatch(detector.in_channels_, detector.train_fingerprint_, detector.run_identity_["config"],
+                     wanted, channels, train_fingerprint)
+
+
+def _mismatch(stored_channels: int, stored_fingerprint: str, stored_config: dict, wanted: OODDetector, channels: int,
+              train_fingerprint: str) -> str | None:
+    if stored_channels != channels:
+        return f"it was trained on {stored_channels}-channel images, this setting has {channels}"
+    if stored_fingerprint != train_fingerprint:
         return "it was trained on other images (another setting, training-set size or seed)"
-    stored, requested = _plain(detector.run_identity_["config"]), _plain(wanted.run_config())
+    stored, requested = _plain(stored_config), _plain(wanted.run_config())
     requested["in_channels"] = stored.get("in_channels")
     differences = sorted(key for key in set(stored) | set(requested) if stored.get(key) != requested.get(key))
     if differences:
@@ -226,8 +241,8 @@ def load_or_train(path: Path, wanted: OODDetector, data: OODData, channels: int,
     return detector, "loaded"
 
 
-def get_detector(setting: str, preset=None, seed: int = 0, latent_input: bool = True, noise_augment: bool = True,
-                 data: OODData | None = None, progress: bool = True, verbose: bool = True) -> OODDetector:
+def get_detector(setting: str, preset=None, seed: int = 0, variant: str = "paper", data: OODData | None = None,
+                 progress: bool = True, verbose: bool = True) -> OODDetector:
     """A fitted detector for ``setting``: loaded from the shared pretrained folder or the artifacts
     folder when a matching one is there, else trained on ``data.in_train`` and saved in the
     artifacts folder.
@@ -237,8 +252,10 @@ def get_detector(setting: str, preset=None, seed: int = 0, latent_input: bool = 
     setting : a key of :data:`ood_helpers.data.SETTINGS`.
     preset : preset name or :class:`~ood_helpers.presets.Preset` (None = ``$OOD_PRESET`` / auto).
     seed : int >= 0
-    latent_input, noise_augment : bool
-        The detector's switches (the paper's ablations).
+    variant : str
+        A key of :data:`ood_helpers.variants.VARIANTS`: ``"paper"`` (the paper's method, the
+        default), ``"paper-no-aux"`` / ``"paper-no-noise"`` (its Table 3 ablations), ``"ours"``
+        (paper + latent distance) or ``"ours-distance-only"``.
     data : OODData or None
         The setting's data; None loads it with :func:`get_data`.
     progress, verbose : bool
@@ -246,12 +263,12 @@ def get_detector(setting: str, preset=None, seed: int = 0, latent_input: bool = 
 
     Returns
     -------
-    OODDetector, fitted.
+    OODDetector, fitted, with the variant's switches.
 
     Raises
     ------
     InputError
-        Unknown setting, bad seed or preset.
+        Unknown setting or variant, bad seed or preset.
     ood_helpers.training.TrainingDivergedError
         When training diverges.
 
@@ -260,18 +277,18 @@ def get_detector(setting: str, preset=None, seed: int = 0, latent_input: bool = 
     Looked for first in ``$OOD_PRETRAINED_DIR`` (when set; read only, never written, locked or
     created), then in ``$OOD_ARTIFACTS`` (default ``./artifacts``), both under
     :func:`detector_relpath`. When the shared folder cannot serve the request (folder or file
-    missing, unreadable, damaged, or made for other data, preset or seed) one line says so before
-    the per-user folder is used.
+    missing, unreadable, damaged, of an older version, or made for other data, preset or seed)
+    one line says so before the per-user folder is used.
     """
     check_choice(setting, tuple(SETTINGS), "setting")
     seed = check_seed(seed)
+    variant = get_variant(variant).key
     preset = get_preset(preset)
     data = data if data is not None else get_data(setting, preset, seed)
     channels = CHANNELS[SETTINGS[setting]["in_data"]]
-    wanted = OODDetector(in_channels=channels, preset=preset, seed=seed, latent_input=latent_input,
-                         noise_augment=noise_augment, progress=progress)
+    wanted = build_detector(variant, channels, preset, seed, progress)
     train_fingerprint = fingerprint(data.in_train)
-    relpath = detector_relpath(setting, preset, seed, latent_input, noise_augment)
+    relpath = detector_relpath(setting, preset, seed, variant)
     path = artifact_dir() / relpath
 
     shared, reason = load_pretrained(wanted, relpath, channels, train_fingerprint, progress)
@@ -282,3 +299,102 @@ def get_detector(setting: str, preset=None, seed: int = 0, latent_input: bool = 
     if reason and verbose:
         print(f"pretrained detector not used: {reason}; using {_shown(path)}")
     return load_or_train(path, wanted, data, channels, train_fingerprint, _shown(path), progress, verbose)[0]
+
+
+def _autoencoder_file(path: Path, wanted: OODDetector, channels: int, train_fingerprint: str, shown: str,
+                      device) -> tuple[AutoEncoder | None, str | None]:
+    """(autoencoder, None) when the detector file at ``path`` answers ``wanted``; (None, reason)
+    when it is unusable or another run's; (None, None) when there is no file. Only reads ``path``
+    and builds no classifier."""
+    try:
+        if not path.exists():
+            return None, None
+        payload = read_detector_file(path)
+    except (CheckpointError, OSError) as err:
+        return None, f"{shown} is unusable ({str(err).replace(str(path), path.name)})"
+    reason = _mismatch(payload["in_channels"], str(payload["train_fingerprint"]), payload["run_identity"]["config"],
+                       wanted, channels, train_fingerprint)
+    if reason is not None:
+        return None, f"{shown}: {reason}"
+    try:
+        return OODDetector.load_autoencoder(path, device=device), None
+    except (CheckpointError, OSError) as err:
+        return None, f"{shown} is unusable ({str(err).replace(str(path), path.name)})"
+
+
+def get_autoencoder(setting: str, preset=None, seed: int = 0, noise_augment: bool = True, data: OODData | None = None,
+                    progress: bool = True, verbose: bool = True, device=None) -> AutoEncoder:
+    """The trained autoencoder (E, D) of ``setting`` alone, never building a classifier.
+
+    If the matching ``paper`` detector file (``paper-no-noise`` when ``noise_augment`` is False)
+    is in ``$OOD_PRETRAINED_DIR`` (read only) or, failing that, in ``$OOD_ARTIFACTS``, only its
+    autoencoder is read (:meth:`~ood_helpers.detector.OODDetector.load_autoencoder`). Otherwise
+    an autoencoder alone is trained (:func:`~ood_helpers.detector.fit_autoencoder`) with exactly
+    the split and random stream that detector would use, so it equals that detector's
+    autoencoder; it is not saved. The autoencoder does not depend on ``latent_input`` or
+    ``latent_distance``: ``paper``, ``paper-no-aux``, ``ours`` and ``ours-distance-only`` of one
+    seed share it.
+
+    Parameters
+    ----------
+    setting : a key of :data:`ood_helpers.data.SETTINGS`.
+    preset : preset name or Preset (None = ``$OOD_PRESET`` / auto).
+    seed : int >= 0
+    noise_augment : bool
+        The paper's noise-addition augmentation of the autoencoder's inputs.
+    data : OODData or None
+        The setting's data; None loads it with :func:`get_data`.
+    progress, verbose : bool
+        Progress bars while training; one line saying what was loaded or trained.
+    device : str, torch.device or None
+        Where the autoencoder goes (None = CUDA, else MPS, else CPU).
+
+    Returns
+    -------
+    ood_helpers.models.AutoEncoder
+        In eval mode; ``autoencoder(images)`` maps (N, C, 32, 32) in [0, 1] to
+        (reconstruction (N, C, 32, 32) in [0, 1], z (N, latent_dim)).
+
+    Raises
+    ------
+    InputError
+        Unknown setting, bad seed, preset or noise_augment.
+    ood_helpers.training.TrainingDivergedError
+        When training diverges.
+    """
+    check_choice(setting, tuple(SETTINGS), "setting")
+    seed = check_seed(seed)
+    if not isinstance(noise_augment, bool):
+        raise InputError(f"noise_augment: expected True or False, got {noise_augment!r}. Fix: noise_augment=True "
+                         f"(the paper's method) or False (its ablation).")
+    preset = get_preset(preset)
+    data = data if data is not None else get_data(setting, preset, seed)
+    channels = CHANNELS[SETTINGS[setting]["in_data"]]
+    variant = "paper" if noise_augment else "paper-no-noise"
+    wanted = build_detector(variant, channels, preset, seed, progress)
+    train_fingerprint = fingerprint(data.in_train)
+    relpath = detector_relpath(setting, preset, seed, variant)
+    reasons = []
+    shared = pretrained_dir()
+    if shared is not None:
+        autoencoder, reason = _autoencoder_file(shared / relpath, wanted, channels, train_fingerprint,
+                                                _shared_shown(relpath), device)
+        if autoencoder is not None:
+            if verbose:
+                print(f"loaded the autoencoder of {_shared_shown(relpath)} (pretrained, read-only)")
+            return autoencoder
+        reasons.append(reason or f"{_shared_shown(relpath)} is not there")
+    path = artifact_dir() / relpath
+    autoencoder, reason = _autoencoder_file(path, wanted, channels, train_fingerprint, _shown(path), device)
+    if autoencoder is not None:
+        if verbose:
+            print(f"loaded the autoencoder of {_shown(path)}")
+        return autoencoder
+    reasons.append(reason or f"{_shown(path)} is not there")
+    start = time.perf_counter()
+    autoencoder = fit_autoencoder(data.in_train, channels, preset, seed, noise_augment,
+                                  wanted.held_out_fraction, device, progress)
+    if verbose:
+        print(f"trained the autoencoder alone in {time.perf_counter() - start:.0f} s (not saved; no matching "
+              f"detector file: {'; '.join(reasons)})")
+    return autoencoder

@@ -1,12 +1,22 @@
-r"""The paper's detector (:class:`OODDetector`) and its first ingredient alone
-(:class:`AutoencoderDifferenceDetector`), both on the one interface of :mod:`ood_helpers.api`.
+r"""The paper's detector and ours (:class:`OODDetector`, switched by its flags) and its first
+ingredient alone (:class:`AutoencoderDifferenceDetector`), all on the one interface of
+:mod:`ood_helpers.api`.
 
 The paper: an autoencoder E, D is trained on in-distribution images with the L1 loss
 (equation 1); the difference image :math:`|I - D(E(I))|` goes into a binary classifier (equation 2)
-that also receives the latent :math:`z = E(I)` after an intermediate stage; noise augmentation
-makes it robust to noisy inputs. The paper does not say where the classifier's "out" examples
-come from; here they are synthetic, made from in-distribution training images
-(:mod:`ood_helpers.outliers`), so no real outlier is ever seen.
+that also receives the latent :math:`z = E(I)` after an intermediate stage (``latent_input``);
+noise augmentation makes it robust to noisy inputs (``noise_augment``). Ours adds the Mahalanobis
+distance of z to the score (``latent_distance``; not in the paper). The named combinations live in
+:mod:`ood_helpers.variants`.
+
+The paper does not say where the classifier's "out" examples come from; here they are synthetic,
+made from in-distribution training images (:mod:`ood_helpers.outliers`), so no real outlier is
+ever seen. Every variant, the paper's method included, uses these negatives.
+
+The autoencoder stage is reusable alone: :func:`split_for_stages` and
+:func:`train_autoencoder_stage` are what :meth:`OODDetector.fit` runs before the classifier, and
+:func:`fit_autoencoder` runs them with the detector's own split and random stream, so it returns
+exactly the autoencoder a detector of the same seed, preset, noise switch and images has.
 """
 from __future__ import annotations
 
@@ -18,7 +28,7 @@ import numpy as np
 import torch
 
 from . import distributed, metrics
-from .api import DEFAULT_BATCH_SIZE, BaseDetector, NotFittedError, fingerprint
+from .api import DEFAULT_BATCH_SIZE, BaseDetector, NotFittedError, fingerprint, seeded, split_held_out
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .models import AutoEncoder, DifferenceClassifier
 from .noise import NoiseAugment
@@ -26,24 +36,30 @@ from .outliers import apply_family, families_for
 from .presets import Preset, get_preset
 from .training import (difference_image, pick_device, state_file, train_autoencoder, train_classifier,
                        training_plan)
-from .validation import InputError, check_batch_size, iter_image_batches
+from .validation import InputError, as_image_batch, check_batch_size, iter_image_batches
+from .variants import variant_of
 
 DETECTOR_FORMAT = "ood_helpers.detector"
-DETECTOR_VERSION = 2
+# 3: latent_input (the paper's z injection) and latent_distance (our Mahalanobis term) are separate
+# switches; the latent density is stored only with latent_distance
+DETECTOR_VERSION = 3
 AE_DIFFERENCE_FORMAT = "ood_helpers.autoencoder_difference"
 
-__all__ = ["OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "NotFittedError"]
+__all__ = ["OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "NotFittedError", "read_detector_file",
+           "split_for_stages", "train_autoencoder_stage", "fit_autoencoder", "DETECTOR_VERSION"]
 
 
 @dataclass(frozen=True)
 class ScoreCalibration:
-    """How the two parts of the score are put on one scale: mean and standard deviation of the
-    classifier logit and of the latent Mahalanobis distance on held-out in-distribution images."""
+    """How the parts of the score are put on one scale: mean and standard deviation (> 0) of the
+    classifier logit and, with ``latent_distance`` (ours), of the latent Mahalanobis distance on
+    held-out in-distribution images. ``latent_mean`` and ``latent_std`` are None for a detector
+    without ``latent_distance`` (the paper's method), whose score has no latent term."""
 
     classifier_mean: float = 0.0
     classifier_std: float = 1.0
-    latent_mean: float = 0.0
-    latent_std: float = 1.0
+    latent_mean: float | None = 0.0
+    latent_std: float | None = 1.0
 
     def as_dict(self) -> dict:
         """The four numbers by name."""
@@ -56,9 +72,17 @@ def _package_version() -> str:
     return __version__
 
 
+_SWITCH_HINTS = {"latent_input": "True injects z into the classifier (the paper's auxiliary input)",
+                 "latent_distance": "True adds our latent-distance term to the score, False gives the paper's score",
+                 "noise_augment": "True trains with the paper's noise-addition augmentation"}
+
+
 def _check_bool(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name}: expected True or False, got {value!r}.")
+        hint = f" ({_SWITCH_HINTS[name]})" if name in _SWITCH_HINTS else ""
+        raise InputError(f"{name}: expected True or False, got {value!r} ({type(value).__name__}). Fix: "
+                         f"{name}=True or {name}=False{hint}; or pick a named variant with "
+                         f"ood_helpers.variants.build_detector.")
     return bool(value)
 
 
@@ -80,9 +104,201 @@ def _require(payload: dict, keys, path):
                               f"file. Fix: delete it and retrain.")
 
 
+_DETECTOR_KEYS = ("config", "in_channels", "run_identity", "autoencoder", "classifier", "latent_mean",
+                  "latent_precision", "calibration", "threshold", "held_out_scores", "history", "validation",
+                  "n_train", "train_fingerprint")
+
+
+def read_detector_file(path, in_channels: int | None = None, preset=None) -> dict:
+    """The verified contents of a detector file written by :meth:`OODDetector.save`, without
+    building any network.
+
+    Checks the content hash, the format and version, that every field is there, the preset's
+    fields, and the optional expectations ``in_channels`` and ``preset``.
+
+    Parameters
+    ----------
+    path : str or Path
+    in_channels : {1, 3} or None
+        The channels the file must have been trained for (None = any).
+    preset : preset name, Preset or None
+        The preset the file must have been trained with (None = any).
+
+    Returns
+    -------
+    dict
+        The file's fields (``config``, ``in_channels``, ``run_identity``, ``autoencoder``,
+        ``classifier``, ``latent_mean``, ...); ``config["preset"]`` is a :class:`Preset`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    CheckpointError
+        Unreadable, corrupted, foreign, of another version (older files: re-run pretrain or let
+        :func:`ood_helpers.artifacts.get_detector` retrain them), incomplete or mismatching.
+    """
+    payload = load_checkpoint(path, DETECTOR_FORMAT)
+    version = payload.get("version")
+    if version != DETECTOR_VERSION:
+        why = (" (since version 3 the paper's z injection, latent_input, and our latent-distance term, "
+               "latent_distance, are separate switches, and files are named by variant: paper, ours, ...)"
+               if isinstance(version, int) and version < 3 else "")
+        raise CheckpointError(f"'{path}' is a detector file of version {version!r}; this ood_helpers reads version "
+                              f"{DETECTOR_VERSION}{why}. Fix: delete it and re-run pretrain (python -m ood_helpers "
+                              f"pretrain --out <folder>), or let artifacts.get_detector retrain it.")
+    _require(payload, _DETECTOR_KEYS, path)
+    _require(payload["config"], ("latent_input", "latent_distance", "noise_augment"), path)
+    payload = dict(payload)
+    config = payload["config"] = dict(payload["config"])
+    try:
+        config["preset"] = _preset_from_dict(dict(config["preset"]), path)
+        channels = payload["in_channels"] = int(payload["in_channels"])
+    except CheckpointError:
+        raise
+    except (TypeError, KeyError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"'{path}': its configuration is not one of this ood_helpers ({err}). "
+                              f"Fix: delete it and retrain.") from err
+    if in_channels is not None and channels != in_channels:
+        raise CheckpointError(f"'{path}' was saved for {channels} channel(s); expected {in_channels}. "
+                              f"Fix: load the detector trained for these images.")
+    if preset is not None and config["preset"].name != get_preset(preset).name:
+        raise CheckpointError(f"'{path}' was saved with preset {config['preset'].name!r}; expected "
+                              f"{get_preset(preset).name!r}. Fix: load or train one for that preset.")
+    return payload
+
+
+def _autoencoder_from(payload: dict, path, device) -> AutoEncoder:
+    """The autoencoder of a :func:`read_detector_file` payload, on ``device``, in eval mode."""
+    p, channels = payload["config"]["preset"], payload["in_channels"]
+    try:
+        autoencoder = AutoEncoder(channels, p.width, p.latent_dim, p.stem)
+        autoencoder.load_state_dict(payload["autoencoder"])
+    except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as err:
+        message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CheckpointError(f"'{path}': its autoencoder does not fit this ood_helpers ({message}). "
+                              f"Fix: delete it and retrain.") from err
+    return autoencoder.to(pick_device(device)).eval()
+
+
+# -- the autoencoder stage, reusable alone ------------------------------------------------------------
+def split_for_stages(train: torch.Tensor, preset: Preset, generator: torch.Generator):
+    """How :meth:`OODDetector.fit` divides its training images between the two networks.
+
+    The preset's ``train_limit`` caps the images (a seeded draw, kept in order), then a seeded
+    permutation gives half to the autoencoder and the other half to the classifier (and the latent
+    density), so the classifier never sees images the autoencoder memorised.
+
+    Parameters
+    ----------
+    train : torch.Tensor (N, C, 32, 32), float in [0, 1]
+        The images left after the held-out split.
+    preset : Preset
+    generator : torch.Generator (CPU)
+        Consumed exactly as the detector consumes it.
+
+    Returns
+    -------
+    (torch.Tensor (M, C, 32, 32), torch.Tensor (M // 2, C, 32, 32), torch.Tensor (M - M // 2, C, 32, 32))
+        The capped images (M = min(N, train_limit)), the autoencoder's half, the classifier's half.
+    """
+    if preset.train_limit is not None and len(train) > preset.train_limit:
+        keep = torch.randperm(len(train), generator=generator)[: preset.train_limit].sort().values
+        train = train[keep]
+    order = torch.randperm(len(train), generator=generator)
+    return train, train[order[: len(train) // 2]], train[order[len(train) // 2:]]
+
+
+def train_autoencoder_stage(images: torch.Tensor, in_channels: int, preset: Preset, generator: torch.Generator,
+                            device, noise_augment: bool = True, state_path=None, progress: bool = True,
+                            on_epoch_end=None, identity: dict | None = None, plan=None) -> tuple[AutoEncoder, list]:
+    """Build the autoencoder (weights from torch's global generator) and train it with the L1 loss
+    (the paper's equation 1), with the paper's noise augmentation when ``noise_augment``.
+
+    The autoencoder does not depend on ``latent_input`` or ``latent_distance``: every variant of
+    one seed, preset, noise switch and training set has the same one.
+
+    Parameters
+    ----------
+    images : torch.Tensor (N, C, 32, 32), float in [0, 1], on the CPU
+        The autoencoder's half of :func:`split_for_stages`.
+    in_channels : {1, 3}
+    preset : Preset
+    generator : torch.Generator (CPU)
+    device : torch.device
+    noise_augment : bool
+    state_path, progress, on_epoch_end, identity, plan
+        As for :func:`ood_helpers.training.train_autoencoder`.
+
+    Returns
+    -------
+    (AutoEncoder, list of float)
+        The trained autoencoder (eval mode, on ``device``) and its mean loss per epoch.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss is not finite.
+    """
+    autoencoder = AutoEncoder(in_channels, preset.width, preset.latent_dim, preset.stem).to(device)
+    noise = NoiseAugment(preset.noise_max_severity) if noise_augment else None
+    losses = train_autoencoder(autoencoder, images, preset, generator, device, noise, state_path, progress,
+                               on_epoch_end, identity=identity, plan=plan)
+    return autoencoder, losses
+
+
+def fit_autoencoder(images, in_channels=None, preset="quick", seed: int = 0, noise_augment: bool = True,
+                    held_out_fraction: float = 0.1, device=None, progress: bool = True) -> AutoEncoder:
+    """Train only the autoencoder that :meth:`OODDetector.fit` would train on ``images``.
+
+    Same validation, held-out split, :func:`split_for_stages` and random stream as the detector,
+    so the result equals ``OODDetector(in_channels, preset, seed, noise_augment=noise_augment,
+    held_out_fraction=held_out_fraction).fit(images).autoencoder_`` for every ``latent_input`` and
+    ``latent_distance`` (on the same machine and training plan), without ever building a
+    classifier. The global random state is restored afterwards.
+
+    Parameters
+    ----------
+    images : (N, C, 32, 32) in-distribution training images, float in [0, 1] or uint8, N >= 20.
+    in_channels, preset, seed, noise_augment, held_out_fraction, device, progress
+        As for :class:`OODDetector`.
+
+    Returns
+    -------
+    ood_helpers.models.AutoEncoder
+        Trained, in eval mode, on the chosen device.
+
+    Raises
+    ------
+    InputError
+        Bad images or arguments (named).
+    TrainingDivergedError
+        When the loss is not finite.
+    """
+    spec = OODDetector(in_channels=in_channels, preset=preset, seed=seed, noise_augment=noise_augment,
+                       held_out_fraction=held_out_fraction, device=device, progress=progress)
+    spec._check_params()
+    images = as_image_batch(images, in_channels, "images")
+    if len(images) < spec.min_train_images:
+        raise InputError(f"images: expected at least {spec.min_train_images} training images to fit, got "
+                         f"{len(images)}.")
+    preset, device = get_preset(preset), pick_device(device)
+    with torch.enable_grad(), seeded(seed) as generator:
+        train, _ = split_held_out(images, held_out_fraction, generator)
+        _, ae_part, _ = split_for_stages(train, preset, generator)
+        autoencoder, _ = train_autoencoder_stage(ae_part, images.shape[1], preset, generator, device, noise_augment,
+                                                 progress=progress and distributed.is_main(),
+                                                 plan=training_plan(preset, device))
+    return autoencoder
+
+
 class OODDetector(BaseDetector):
-    r"""Autoencoder + difference-image classifier with the latent z as auxiliary input (the paper),
-    plus our latent-distance term.
+    r"""Autoencoder + difference-image classifier with the latent z as auxiliary input (the paper's
+    method), optionally plus our latent-distance term.
+
+    The switches are independent; :mod:`ood_helpers.variants` names their combinations
+    (``paper``, ``paper-no-aux``, ``paper-no-noise``, ``ours``, ``ours-distance-only``) and
+    :func:`ood_helpers.variants.build_detector` builds one. The defaults are ``ours``.
 
     Parameters
     ----------
@@ -95,16 +311,24 @@ class OODDetector(BaseDetector):
     seed : int >= 0
         Seeds weights, data order, outliers and noise: same seed + preset + machine = same scores.
     latent_input : bool
-        Feed z into the classifier and add the latent distance to the score (False = the
-        paper's ablation "w/o auxiliary input").
+        The paper's auxiliary input (Figure 2): z is injected into the classifier after
+        ``inject_stage``. Nothing else: it does not touch the score's latent term. False = the
+        paper's ablation "w/o auxiliary input" (Table 3).
+    latent_distance : bool
+        Ours, not in the paper: add the standardised Ledoit-Wolf Mahalanobis distance of z to
+        the standardised classifier logit. The latent density is fitted (on the classifier's
+        training images) only when True. False = the paper's score, the classifier logit alone.
     noise_augment : bool
-        Noise-addition augmentation on the autoencoder's inputs and on both classifier classes
-        (False = the paper's ablation "w/o noise augmentation").
+        The paper's noise-addition augmentation on the autoencoder's inputs and on both
+        classifier classes (False = the paper's ablation "w/o data augmentation", Table 3).
     inject_stage : {1, 2, 3, 4}
-        The classifier stage after which z is added.
+        The classifier stage after which z is added (with ``latent_input``; the paper says "an
+        intermediate stage" without naming it).
     outlier_families : sequence of str or None
-        Names from :data:`ood_helpers.outliers.OUTLIER_FAMILIES` used as the classifier's "out"
-        class (None = every family that applies to the channels).
+        Ours: names from :data:`ood_helpers.outliers.OUTLIER_FAMILIES` used as the classifier's
+        "out" class (None = every family that applies to the channels). The paper never states
+        its negatives, so every variant, the paper's method included, uses these synthetic
+        negatives made from in-distribution training images.
     threshold_quantile : float in (0, 1]
         ``threshold_`` keeps this share of held-out in-distribution images "in" (default 0.95).
     held_out_fraction : float in (0, 0.5)
@@ -119,9 +343,11 @@ class OODDetector(BaseDetector):
     ----------
     autoencoder_ : ood_helpers.models.AutoEncoder
     classifier_ : ood_helpers.models.DifferenceClassifier
-    latent_mean_ : torch.Tensor (latent_dim,)
-    latent_precision_ : torch.Tensor (latent_dim, latent_dim)
-        Ledoit-Wolf estimate of the inverse covariance of z on the classifier's training images.
+        With an ``inject`` module (``classifier_.trunk.inject``) only when ``latent_input``.
+    latent_mean_ : torch.Tensor (latent_dim,) or None
+    latent_precision_ : torch.Tensor (latent_dim, latent_dim) or None
+        Ledoit-Wolf estimate of the mean and inverse covariance of z on the classifier's training
+        images; None without ``latent_distance``.
     calibration_ : ScoreCalibration
     threshold_ : float
     preset_ : Preset
@@ -130,10 +356,13 @@ class OODDetector(BaseDetector):
         Losses per epoch, seconds per epoch, image counts, train seconds.
     validation_ : dict
         Held-out AUROC against each synthetic outlier family.
-    held_out_scores_ : dict of numpy arrays
-        ``score``, ``classifier``, ``latent`` and ``difference_l1`` on the held-out images.
+    held_out_scores_ : dict of numpy arrays (n_held_out,)
+        ``score``, ``classifier`` and ``difference_l1`` on the held-out images, and ``latent``
+        (the Mahalanobis distance) only with ``latent_distance``.
     run_identity_ : dict
-        Everything that defines the run, with fingerprints of the training and held-out images.
+        Everything that defines the run (``config``, ``variant``: the key of
+        :data:`ood_helpers.variants.VARIANTS` or None), with fingerprints of the training and
+        held-out images.
 
     Notes
     -----
@@ -142,23 +371,26 @@ class OODDetector(BaseDetector):
     .. math::
 
         s(x) = \frac{c(|x - D(z)|, z) - \mu_c}{\sigma_c}
-               + \underbrace{\frac{(z - \mu_z)^\top \Sigma_z^{-1} (z - \mu_z) - \mu_m}{\sigma_m}}_{\text{ours, only with latent\_input}}
+               + \underbrace{\frac{(z - \mu_z)^\top \Sigma_z^{-1} (z - \mu_z) - \mu_m}{\sigma_m}}_{\text{ours, only with latent\_distance}}
 
-    where :math:`c` is the classifier's logit (the paper's Figure 2), :math:`\mu_z, \Sigma_z` the
-    mean and Ledoit-Wolf covariance of training latents (our addition), and
-    :math:`\mu_c, \sigma_c, \mu_m, \sigma_m` the :class:`ScoreCalibration`. Higher = more
-    out-of-distribution.
+    where :math:`c` is the classifier's logit (the paper's Figure 2 and equation 2; it receives
+    :math:`z` only with ``latent_input``), :math:`\mu_z, \Sigma_z` the mean and Ledoit-Wolf
+    covariance of training latents (our addition), and :math:`\mu_c, \sigma_c, \mu_m, \sigma_m`
+    the :class:`ScoreCalibration`. Without ``latent_distance`` (the paper's method) the score is
+    the standardised logit alone, a monotone function of the paper's classifier output, so its
+    AUROC is the paper's score's. Higher = more out-of-distribution.
     """
 
     name = "ours"
 
-    def __init__(self, in_channels=None, preset="quick", seed=0, latent_input=True, noise_augment=True,
-                 inject_stage=2, outlier_families=None, threshold_quantile=0.95, held_out_fraction=0.1,
-                 device=None, progress=True):
+    def __init__(self, in_channels=None, preset="quick", seed=0, latent_input=True, latent_distance=True,
+                 noise_augment=True, inject_stage=2, outlier_families=None, threshold_quantile=0.95,
+                 held_out_fraction=0.1, device=None, progress=True):
         self.in_channels = in_channels
         self.preset = preset
         self.seed = seed
         self.latent_input = latent_input
+        self.latent_distance = latent_distance
         self.noise_augment = noise_augment
         self.inject_stage = inject_stage
         self.outlier_families = outlier_families
@@ -172,6 +404,7 @@ class OODDetector(BaseDetector):
         super()._check_params()
         get_preset(self.preset)
         _check_bool(self.latent_input, "latent_input")
+        _check_bool(self.latent_distance, "latent_distance")
         _check_bool(self.noise_augment, "noise_augment")
         if isinstance(self.inject_stage, bool) or self.inject_stage not in (1, 2, 3, 4):
             raise InputError(f"inject_stage: expected 1, 2, 3 or 4, got {self.inject_stage!r}.")
@@ -233,41 +466,44 @@ class OODDetector(BaseDetector):
         preset = self.preset_ = get_preset(self.preset)
         self.device_ = pick_device(self.device)
         self.outlier_families_ = self._families(self.in_channels_)
-        if preset.train_limit is not None and len(train) > preset.train_limit:
-            keep = torch.randperm(len(train), generator=generator)[: preset.train_limit].sort().values
-            train = train[keep]
-        order = torch.randperm(len(train), generator=generator)
-        ae_part, clf_part = train[order[: len(train) // 2]], train[order[len(train) // 2:]]
+        train, ae_part, clf_part = split_for_stages(train, preset, generator)
         # the resolved training plan (fast or standard path, precision, compile, world size) shapes
         # the result too: a state saved by one plan is never resumed by another
         plan = training_plan(preset, self.device_)
-        self.run_identity_ = {"config": self.run_config(), "in_channels": self.in_channels_,
+        self.run_identity_ = {"config": self.run_config(), "variant": variant_of(self), "in_channels": self.in_channels_,
                               "train_images": fingerprint(train), "held_out_images": fingerprint(held_out),
                               "n_train": len(train), "ood_helpers": _package_version(), "training": plan.as_dict()}
         progress = self.progress and distributed.is_main()   # under torchrun, rank 0 alone shows progress
-        self.autoencoder_ = AutoEncoder(self.in_channels_, preset.width, preset.latent_dim, preset.stem).to(self.device_)
-        self.classifier_ = DifferenceClassifier(self.in_channels_, preset.width, preset.latent_dim, preset.stem,
-                                                bool(self.latent_input), self.inject_stage).to(self.device_)
-        noise = NoiseAugment(preset.noise_max_severity) if self.noise_augment else None
         state = Path(work_dir) if work_dir is not None and preset.checkpoint_every_epoch else None
 
         start = time.perf_counter()
         epoch_seconds = {"autoencoder": [], "classifier": []}
-        ae_loss = train_autoencoder(
-            self.autoencoder_, ae_part, preset, generator, self.device_, noise,
+        # stage 1, the autoencoder: the same for every latent_input / latent_distance (fit_autoencoder
+        # runs this stage alone); nothing in it draws from torch's global generator after the weights
+        self.autoencoder_, ae_loss = train_autoencoder_stage(
+            ae_part, self.in_channels_, preset, generator, self.device_, bool(self.noise_augment),
             state_file(state, "autoencoder", self.run_identity_) if state else None, progress,
             _timed(epoch_seconds["autoencoder"], on_epoch_end), identity=self.run_identity_, plan=plan)
+        # stage 2, the classifier on the difference image (and z with latent_input)
+        self.classifier_ = DifferenceClassifier(self.in_channels_, preset.width, preset.latent_dim, preset.stem,
+                                                bool(self.latent_input), self.inject_stage).to(self.device_)
+        noise = NoiseAugment(preset.noise_max_severity) if self.noise_augment else None
         clf_loss = train_classifier(
             self.classifier_, self.autoencoder_, clf_part, preset, generator, self.device_, noise,
             self.outlier_families_, state_file(state, "classifier", self.run_identity_) if state else None,
             progress, _timed(epoch_seconds["classifier"], on_epoch_end), identity=self.run_identity_, plan=plan)
-        self._fit_latent_density(clf_part)
+        # stage 3 (ours, only with latent_distance): the latent density
+        self.latent_mean_ = self.latent_precision_ = None
+        if self.latent_distance:
+            self._fit_latent_density(clf_part)
         self.calibration_ = ScoreCalibration()
         held = self.score_components(held_out, _fitted_check=False)
-        self.calibration_ = ScoreCalibration(float(held["classifier"].mean()), max(float(held["classifier"].std()), 1e-6),
-                                             float(held["latent"].mean()), max(float(held["latent"].std()), 1e-6))
+        latent = ((float(held["latent"].mean()), max(float(held["latent"].std()), 1e-6)) if self.latent_distance
+                  else (None, None))
+        self.calibration_ = ScoreCalibration(float(held["classifier"].mean()),
+                                             max(float(held["classifier"].std()), 1e-6), *latent)
         self.held_out_scores_ = {key: self._combine(held) if key == "score" else held[key]
-                                 for key in ("score", "classifier", "latent", "difference_l1")}
+                                 for key in self._held_out_keys()}
         self.history_ = {"autoencoder_l1": ae_loss, "classifier_ce": clf_loss,
                          "train_seconds": time.perf_counter() - start, "epoch_seconds": epoch_seconds,
                          "n_images": {"autoencoder": len(ae_part), "classifier": len(clf_part),
@@ -275,6 +511,10 @@ class OODDetector(BaseDetector):
         self.validation_ = {family: metrics.auroc(self.held_out_scores_["score"],
                                                   self._decision(apply_family(held_out, family, generator)))
                             for family in families_for(self.in_channels_)}
+
+    def _held_out_keys(self) -> tuple:
+        return ("score", "classifier", "latent", "difference_l1") if self.latent_distance else (
+            "score", "classifier", "difference_l1")
 
     @torch.no_grad()
     def _fit_latent_density(self, images: torch.Tensor):
@@ -296,15 +536,19 @@ class OODDetector(BaseDetector):
         reconstruction, z = self.autoencoder_(batch)
         difference = difference_image(batch, reconstruction)
         logits = self.classifier_(difference, z).float().cpu()
-        centred = z.float().cpu() - self.latent_mean_
-        latent = ((centred @ self.latent_precision_) * centred).sum(1)
-        return {"reconstruction": reconstruction.float().cpu(), "difference": difference.float().cpu(),
-                "z": z.float().cpu(), "classifier": logits, "latent": latent}
+        parts = {"reconstruction": reconstruction.float().cpu(), "difference": difference.float().cpu(),
+                 "z": z.float().cpu(), "classifier": logits}
+        if self.latent_distance:
+            centred = z.float().cpu() - self.latent_mean_
+            parts["latent"] = ((centred @ self.latent_precision_) * centred).sum(1)
+        return parts
 
     def _combine(self, parts: dict) -> np.ndarray:
+        """The score: the standardised logit (the paper's), plus the standardised latent distance
+        only with ``latent_distance`` (ours)."""
         calibration = self.calibration_
         score = (np.asarray(parts["classifier"], np.float64) - calibration.classifier_mean) / calibration.classifier_std
-        if self.latent_input:
+        if self.latent_distance:
             score = score + (np.asarray(parts["latent"], np.float64) - calibration.latent_mean) / calibration.latent_std
         return score
 
@@ -324,9 +568,10 @@ class OODDetector(BaseDetector):
         -------
         dict
             numpy float64 arrays (N,), higher = more out-of-distribution: ``score`` (what
-            :meth:`decision_function` returns), ``classifier`` (the logit :math:`c`), ``latent``
-            (Mahalanobis distance of z), ``difference_l1`` / ``difference_l2`` (mean absolute /
-            squared difference image); and ``z``, a float32 tensor (N, latent_dim).
+            :meth:`decision_function` returns), ``classifier`` (the logit :math:`c`, unbounded),
+            ``difference_l1`` / ``difference_l2`` (mean absolute / squared difference image, in
+            [0, 1]), and ``latent`` (Mahalanobis distance of z, >= 0; ours, only with
+            ``latent_distance``); and ``z``, a float32 tensor (N, latent_dim).
 
         Raises
         ------
@@ -335,7 +580,8 @@ class OODDetector(BaseDetector):
         if _fitted_check:
             self._check_fitted("score_components")
         batch_size = check_batch_size(batch_size)
-        keys = ("classifier", "latent", "difference_l1", "difference_l2", "z")
+        keys = ("classifier", "latent", "difference_l1", "difference_l2", "z") if self.latent_distance else (
+            "classifier", "difference_l1", "difference_l2", "z")
         pieces = {key: [] for key in keys}
         for batch in iter_image_batches(images, self.in_channels_, "images", batch_size):
             parts = self._parts(batch)
@@ -377,7 +623,8 @@ class OODDetector(BaseDetector):
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path) -> Path:
-        """Save weights, latent density, calibration, threshold and configuration in one file.
+        """Save weights, latent density (None without ``latent_distance``), calibration, threshold
+        and configuration (the switches included) in one file of version :data:`DETECTOR_VERSION`.
 
         The write is atomic (a temporary file, then a rename) and the file carries a content
         hash checked by :meth:`load`.
@@ -424,26 +671,13 @@ class OODDetector(BaseDetector):
         FileNotFoundError
             No file at ``path``.
         CheckpointError
-            Unreadable, corrupted, foreign, incomplete or mismatching file (the message names
-            the file and the reason).
+            Unreadable, corrupted, foreign, incomplete or mismatching file, or one written by an
+            older ood_helpers (version < 3: re-run pretrain); the message names the file and the
+            reason.
         """
-        payload = load_checkpoint(path, DETECTOR_FORMAT)
-        if payload.get("version") != DETECTOR_VERSION:
-            raise CheckpointError(f"'{path}' is a detector file of version {payload.get('version')!r}; this "
-                                  f"ood_helpers reads version {DETECTOR_VERSION}. Fix: delete it and retrain.")
-        _require(payload, ("config", "in_channels", "run_identity", "autoencoder", "classifier", "latent_mean",
-                           "latent_precision", "calibration", "threshold", "held_out_scores", "history",
-                           "validation", "n_train", "train_fingerprint"), path)
-        config = dict(payload["config"])
+        payload = read_detector_file(path, in_channels, preset)
+        config, channels = payload["config"], payload["in_channels"]
         try:
-            config["preset"] = _preset_from_dict(dict(config["preset"]), path)
-            channels = int(payload["in_channels"])
-            if in_channels is not None and channels != in_channels:
-                raise CheckpointError(f"'{path}' was saved for {channels} channel(s); expected {in_channels}. "
-                                      f"Fix: load the detector trained for these images.")
-            if preset is not None and config["preset"].name != get_preset(preset).name:
-                raise CheckpointError(f"'{path}' was saved with preset {config['preset'].name!r}; expected "
-                                      f"{get_preset(preset).name!r}. Fix: load or train one for that preset.")
             detector = cls(**{**config, "device": device, "progress": progress})
             detector._check_params()
             detector.in_channels_, detector.preset_ = channels, config["preset"]
@@ -457,8 +691,11 @@ class OODDetector(BaseDetector):
             detector.classifier_.load_state_dict(payload["classifier"])
             detector.autoencoder_.to(detector.device_).eval()
             detector.classifier_.to(detector.device_).eval()
-            detector.latent_mean_ = payload["latent_mean"].float()
-            detector.latent_precision_ = payload["latent_precision"].float()
+            if detector.latent_distance:
+                detector.latent_mean_ = payload["latent_mean"].float()
+                detector.latent_precision_ = payload["latent_precision"].float()
+            else:
+                detector.latent_mean_ = detector.latent_precision_ = None
             detector.calibration_ = ScoreCalibration(**payload["calibration"])
             detector.threshold_ = float(payload["threshold"])
             detector.held_out_scores_ = {key: value.numpy() for key, value in payload["held_out_scores"].items()}
@@ -473,6 +710,35 @@ class OODDetector(BaseDetector):
             raise CheckpointError(f"'{path}': its contents do not form a detector of this ood_helpers ({message}). "
                                   f"Fix: delete it and retrain.") from err
         return detector
+
+    @classmethod
+    def load_autoencoder(cls, path, in_channels: int | None = None, preset=None, device=None) -> AutoEncoder:
+        """Only the autoencoder of a detector file, verified as :meth:`load` verifies the whole file;
+        no classifier is built.
+
+        Every variant of one seed, preset, noise switch and training set has the same autoencoder
+        (it does not depend on ``latent_input`` or ``latent_distance``).
+
+        Parameters
+        ----------
+        path : path of a file written by :meth:`save`.
+        in_channels, preset : optional expectations; the file must match them.
+        device : where to put the network (None = CUDA, else MPS, else CPU).
+
+        Returns
+        -------
+        ood_helpers.models.AutoEncoder
+            In eval mode; ``autoencoder(images)`` maps (N, C, 32, 32) in [0, 1] to
+            (reconstruction (N, C, 32, 32) in [0, 1], z (N, latent_dim)).
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        CheckpointError
+            As for :meth:`load`.
+        """
+        return _autoencoder_from(read_detector_file(path, in_channels, preset), path, device)
 
 
 def _timed(seconds: list, on_epoch_end=None):

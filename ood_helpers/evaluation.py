@@ -13,6 +13,12 @@ AUROC (mean and standard deviation over seeds), AUPR and FPR at 95% TPR (means),
 scoring seconds (means). The paper's own numbers sit in a separate "paper (reported)" column;
 they were not reproduced by this code.
 
+The paper's method and ours are separate, labelled rows (:mod:`ood_helpers.variants`): ``paper``
+is our reimplementation of the paper's Figure 2, ``ours`` adds our latent-distance term. Both
+train their classifier with our synthetic negatives made from in-distribution training images
+(the paper never states its negatives). The paper's Table 3 ablations and what each of our
+additions adds are measured by :func:`ablation` (``python -m ood_helpers ablation``).
+
 Settings: those of :data:`ood_helpers.data.SETTINGS` plus two noisy ones, ``mnist-cifar10+noise``
 and ``cifar10-mnist+noise``: the in-distribution *test* images are corrupted with Gaussian noise
 of standard deviation 0.05, 0.1 and 0.2 (seeded) and still count as in-distribution; the
@@ -37,13 +43,14 @@ from .api import check_seed
 from .artifacts import get_data, get_detector
 from .baselines import BASELINES, PYOD_BASELINES, PYOD_MISSING, MeanIntensityDetector, make_detector, pyod_available
 from .data import SETTINGS, OODData, data_root, load_setting
-from .detector import AutoencoderDifferenceDetector, OODDetector
+from .detector import AutoencoderDifferenceDetector
 from .files import atomic_output_dir, check_output_dir
 from .noise import NOISE_FAMILIES, add_noise
 from .paper import PAPER_REPORTED
 from .presets import PRESETS, default_preset_name, get_preset
 from .reports import format_value, markdown_table
 from .validation import InputError, check_choice
+from .variants import NEGATIVES_NOTE, VARIANTS, build_detector, get_variant
 
 # Gaussian noise (standard deviation, pixel units in [0, 1]) on in-distribution test images: the
 # noisy row groups of ``compare`` and, after a clean 0.0, the robustness curves
@@ -52,14 +59,11 @@ NOISE_SEED = 20240602          # fixed: the noisy test images are the same for e
 NOISY_SETTINGS = {"mnist-cifar10+noise": "mnist-cifar10", "cifar10-mnist+noise": "cifar10-mnist"}
 COMPARE_SETTINGS = tuple(SETTINGS) + tuple(NOISY_SETTINGS)
 
-# our detector and its ablations: key -> (label, OODDetector flags)
-OURS = {
-    "ours": ("ours (full)", dict(latent_input=True, noise_augment=True)),
-    "ours-no-latent": ("ours w/o latent input", dict(latent_input=False, noise_augment=True)),
-    "ours-no-noise": ("ours w/o noise aug", dict(latent_input=True, noise_augment=False)),
-}
+# the variants of ood_helpers.variants that compare runs: the paper's method and ours, one row each
+# (their ablations are measured by ``ablation``)
+COMPARE_VARIANTS = ("paper", "ours")
 AE_DIFFERENCE = "ae-difference"
-LABELS = {**{key: label for key, (label, _) in OURS.items()},
+LABELS = {**{key: VARIANTS[key].label for key in COMPARE_VARIANTS},
           AE_DIFFERENCE: "autoencoder difference (mean |I - D(E(I))|)",
           **{key: cls.name for key, cls in BASELINES.items()}}
 DETECTORS = tuple(LABELS)   # the order of the table
@@ -122,10 +126,10 @@ def fitted_detector(key: str, setting: str, data: OODData, preset: str, seed: in
                     fitted: dict | None = None):
     """A fitted detector for one row of the comparison, and its train seconds.
 
-    Our detector and its ablations come through the artifacts cache (the notebooks and a later
-    comparison reuse what one run trained); the autoencoder difference reuses the full
-    detector's autoencoder; every baseline is fitted on ``data.in_train``. ``fitted`` caches
-    detectors between rows of one seed.
+    The paper's method and ours come through the artifacts cache (the notebooks and a later
+    comparison reuse what one run trained); the autoencoder difference reuses the ``paper``
+    detector's autoencoder (the same for ``ours``); every baseline is fitted on ``data.in_train``.
+    ``fitted`` caches detectors between rows of one seed.
 
     Returns
     -------
@@ -133,15 +137,15 @@ def fitted_detector(key: str, setting: str, data: OODData, preset: str, seed: in
         The detector, the seconds its training took, and a note for the table ("" if none).
     """
     fitted = {} if fitted is None else fitted
-    if key in OURS:
+    if key in VARIANTS:
         if key not in fitted:
-            detector = get_detector(setting, preset, seed, data=data, progress=progress, verbose=False, **OURS[key][1])
-            fitted[key] = detector
+            fitted[key] = get_detector(setting, preset, seed, variant=key, data=data, progress=progress, verbose=False)
         return fitted[key], fitted[key].history_["train_seconds"], ""
     if key == AE_DIFFERENCE:
-        full, seconds, _ = fitted_detector("ours", setting, data, preset, seed, progress, fitted)
-        return (AutoencoderDifferenceDetector.from_detector(full), seconds,
-                "same autoencoder as ours (full), no extra training; train s = that detector's")
+        paper, seconds, _ = fitted_detector("paper", setting, data, preset, seed, progress, fitted)
+        return (AutoencoderDifferenceDetector.from_detector(paper), seconds,
+                "autoencoder difference: the autoencoder of the paper's method (the same as ours), no extra "
+                "training; train s = that detector's")
     detector = make_detector(key, data.channels, preset=preset, seed=seed, progress=progress)
     begin = time.perf_counter()
     detector.fit(data.in_train)
@@ -277,7 +281,7 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
         "command": command_line(setting, preset, seeds, out_dir, None if requested is None else keys),
         "groups": groups,
         "skipped": {key: {"detector": LABELS[key], "reason": reason} for key, reason in skipped.items()},
-        "paper_reported": {LABELS[key]: value for key, value in paper.items()},
+        "paper_reported": {LABELS[key] if key in LABELS else VARIANTS[key].label: value for key, value in paper.items()},
         "roc_seed": seeds[0],
         "wall_seconds": time.perf_counter() - start_all,
         "environment": {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
@@ -347,12 +351,16 @@ def _markdown(results: dict) -> str:
     if paper:
         parts += [f"The column *{PAPER_COLUMN}* holds the AUROC printed in the paper (Tables 1-3) for the "
                   f"same setting, copied as reported; it was not produced by this code and the paper's training "
-                  f"budget differs from this preset.", ""]
+                  f"budget differs from this preset. The paper's own number belongs to the row "
+                  f"*{VARIANTS['paper'].label}*; the paper has no number for *{VARIANTS['ours'].label}*.", ""]
     else:
         parts += [f"The paper reports no numbers for this setting, so *{PAPER_COLUMN}* is empty.", ""]
     if results["noise_levels"]:
         parts += [f"The noisy groups add Gaussian noise (std {', '.join(map(str, results['noise_levels']))}, seeded) "
                   f"to the in-distribution test images only; they still count as in-distribution.", ""]
+    if any(key in VARIANTS for key in results["detectors"]):
+        parts += [f"{NEGATIVES_NOTE} The paper's Table 3 ablations and what our additions add: "
+                  f"`python -m ood_helpers ablation`.", ""]
     parts += [format_table(results), "", f"![ROC curves, seed {results['roc_seed']}](roc.png)", ""]
     return "\n".join(parts)
 
@@ -400,9 +408,14 @@ def _write_comparison_files(results: dict, roc: dict, work: Path):
 
 
 # -- one detector, one setting ---------------------------------------------------------------------
-def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: bool = True) -> dict:
-    """Train our detector on the setting's in-distribution train split, score the fixed test draw
-    (2000 in + 2000 out), write results.json, results.md and roc.png into ``out_dir``.
+def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: bool = True,
+              variant: str = "paper") -> dict:
+    """Train one variant of the detector (default: the paper's method) on the setting's
+    in-distribution train split, score the fixed test draw (2000 in + 2000 out), write
+    results.json, results.md, roc.png and detector.pt into ``out_dir``.
+
+    ``variant`` is a key of :data:`ood_helpers.variants.VARIANTS`; the paper's reported AUROC
+    (a labelled reference) is shown only for the paper's own variants, for which it reports one.
 
     With ``out_dir`` the training state is kept there each epoch (classroom and paper presets),
     so an interrupted run restarted with the same folder resumes; state files are named by the
@@ -416,26 +429,28 @@ def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: 
     Returns
     -------
     dict
-        ``auroc``, ``aupr``, ``fpr95``, ``auroc_ci95``, ``threshold`` and the rates at it,
-        timings, image counts, per-family validation AUROCs, the mean-intensity reference, the
-        paper's reported AUROC (a labelled reference) and ``run_identity``.
+        ``variant``, ``variant_label``, ``origin``, ``auroc``, ``aupr``, ``fpr95``, ``auroc_ci95``,
+        ``threshold`` and the rates at it, timings, image counts, per-family validation AUROCs,
+        the mean-intensity reference, the paper's reported AUROC for this variant (a labelled
+        reference, None when the paper reports none) and ``run_identity``.
 
     Raises
     ------
     InputError
-        Unknown setting, bad seed, or an output folder that cannot be written (checked before
-        training).
+        Unknown setting or variant, bad seed, or an output folder that cannot be written (checked
+        before training).
     DatasetNotFoundError
         The data is missing or damaged.
     TrainingDivergedError
         Training diverged.
     """
     check_choice(setting, tuple(SETTINGS), "setting")
+    variant = get_variant(variant)
     preset = get_preset(preset)
     seed = check_seed(seed)
     out = check_output_dir(out_dir) if out_dir is not None else None  # before training, not after
     data = load_setting(setting, train_limit=preset.train_limit, seed=seed)
-    detector = OODDetector(in_channels=data.channels, preset=preset, seed=seed, progress=progress)
+    detector = build_detector(variant, data.channels, preset, seed, progress)
     # state files are named by the run's identity: another seed or preset in this folder starts afresh
     detector.fit(data.in_train, work_dir=out / "train_state" if out else None)
     start = time.perf_counter()
@@ -444,6 +459,7 @@ def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: 
     reference = MeanIntensityDetector(in_channels=data.channels, seed=seed).fit(data.in_train)
     ref_in, ref_out = reference.decision_function(data.in_test), reference.decision_function(data.out_test)
     results = {"setting": setting, "in": data.in_name, "out": data.out_name, "preset": preset.name, "seed": seed,
+               "variant": variant.key, "variant_label": variant.label, "origin": variant.origin_label,
                "preset_fields": preset.as_dict(), "run_identity": detector.run_identity_,
                **metrics.summarize(in_scores, out_scores),
                "auroc_ci95": metrics.bootstrap_auroc_ci(in_scores, out_scores, n_boot=500, seed=seed),
@@ -452,7 +468,7 @@ def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: 
                "n_train": detector.history_["n_images"], "n_test": {"in": len(in_scores), "out": len(out_scores)},
                "validation_auroc_by_family": detector.validation_,
                "mean_intensity_baseline": metrics.summarize(ref_in, ref_out),
-               "paper_reported_auroc": PAPER_REPORTED.get(setting, {}).get("ours"),
+               "paper_reported_auroc": PAPER_REPORTED.get(setting, {}).get(variant.key),
                "threshold": detector.threshold_,
                "fpr_at_threshold": float(np.mean(in_scores > detector.threshold_)),
                "tpr_at_threshold": float(np.mean(out_scores > detector.threshold_))}
@@ -461,7 +477,7 @@ def reproduce(setting: str, preset=None, seed: int = 0, out_dir=None, progress: 
         with atomic_output_dir(out) as work:
             (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
             (work / "results.md").write_text(results_table(results))
-            _save_roc(work / "roc.png", {"ours": (in_scores, out_scores), "mean intensity": (ref_in, ref_out)},
+            _save_roc(work / "roc.png", {variant.label: (in_scores, out_scores), "mean intensity": (ref_in, ref_out)},
                       f"{data.in_name} in / {data.out_name} out ({preset.name}, seed {seed})")
             detector.save(work / "detector.pt")
     distributed.barrier()   # the other ranks return once rank 0 has written
@@ -473,13 +489,15 @@ def results_table(results: dict) -> str:
     low, high = results["auroc_ci95"]
     base = results["mean_intensity_baseline"]
     paper = results["paper_reported_auroc"]
-    rows = [["ours (measured)", results["auroc"], f"{low:.4f}-{high:.4f}", results["aupr"], results["fpr95"],
+    label = results.get("variant_label", VARIANTS["paper"].label)
+    rows = [[f"{label}, measured", results["auroc"], f"{low:.4f}-{high:.4f}", results["aupr"], results["fpr95"],
              format_value(results["train_seconds"], 0)],
             ["mean intensity (measured)", base["auroc"], "", base["aupr"], base["fpr95"], "0"]]
     if paper is not None:
-        rows.append(["paper's method (reported in the paper, not run here)", paper, "", "", "", ""])
+        rows.append([f"{label}, reported in the paper (not run here)", paper, "", "", "", ""])
     title = f"{results['in']} in / {results['out']} out, preset {results['preset']}, seed {results['seed']}"
-    return title + "\n\n" + markdown_table(["detector", "AUROC", "95% CI", "AUPR", "FPR95", "train s"], rows)
+    return (title + "\n\n" + markdown_table(["detector", "AUROC", "95% CI", "AUPR", "FPR95", "train s"], rows)
+            + f"\n{NEGATIVES_NOTE}\n")
 
 
 def _save_roc(path: Path, curves: dict, title: str):
@@ -532,8 +550,9 @@ def robustness(setting: str, preset=None, seed: int = 0, out_dir=None, families=
                levels=(0.0,) + NOISE_LEVELS, progress: bool = True) -> dict:
     """Noise robustness with and without noise augmentation (the paper's claim), as rows + table.
 
-    The two detectors come from :func:`artifacts.get_detector`: reused when the notebooks or a
-    comparison already trained them, trained and saved there otherwise.
+    The two detectors are the paper's method and its ablation without noise augmentation
+    (variants ``paper`` and ``paper-no-noise``), from :func:`artifacts.get_detector`: reused when
+    the notebooks or a comparison already trained them, trained and saved there otherwise.
     """
     check_choice(setting, tuple(SETTINGS), "setting")
     preset = get_preset(preset)
@@ -543,7 +562,8 @@ def robustness(setting: str, preset=None, seed: int = 0, out_dir=None, families=
     data = get_data(setting, preset, seed)
     result = {"setting": setting, "preset": preset.name, "seed": seed, "rows": {}}
     for augment in (True, False):
-        detector = get_detector(setting, preset, seed, noise_augment=augment, data=data, progress=progress)
+        detector = get_detector(setting, preset, seed, variant="paper" if augment else "paper-no-noise", data=data,
+                                progress=progress)
         result["rows"]["with augmentation" if augment else "without augmentation"] = noise_robustness(
             detector, data, families, levels, seed)
     if out_dir is not None:

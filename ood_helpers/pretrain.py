@@ -19,18 +19,17 @@ import time
 from pathlib import Path
 
 from .api import check_seed, fingerprint
-from .artifacts import VARIANTS, detector_relpath, get_data, load_or_train
+from .artifacts import detector_relpath, get_data, load_or_train
 from .data import CHANNELS, PAPER_SETTINGS, SETTINGS
-from .detector import OODDetector
 from .files import check_output_dir
 from .presets import get_preset
 from .validation import InputError, check_choice
+from .variants import VARIANTS, build_detector
 
-# what notebooks 02-07 ask artifacts.get_detector for (seed 0): the full detector and both
-# ablations, in both paper settings (notebook 06 asks for cifar10-mnist without noise and
-# suggests mnist-cifar10 as an exercise)
+# what notebooks 02-07 ask artifacts.get_detector for (seed 0), in both paper settings: the
+# paper's method, its two Table 3 ablations, and ours (the paper + our latent distance)
 NOTEBOOK_SETTINGS = PAPER_SETTINGS
-NOTEBOOK_VARIANTS = ("full", "no-latent", "no-noise")
+NOTEBOOK_VARIANTS = ("paper-no-aux", "paper", "paper-no-noise", "ours")
 
 
 def plan(settings=NOTEBOOK_SETTINGS, seeds=(0,), variants=NOTEBOOK_VARIANTS) -> list[tuple[str, int, str]]:
@@ -42,7 +41,8 @@ def plan(settings=NOTEBOOK_SETTINGS, seeds=(0,), variants=NOTEBOOK_VARIANTS) -> 
         Keys of :data:`ood_helpers.data.SETTINGS`.
     seeds : sequence of int >= 0
     variants : sequence of str
-        Keys of :data:`ood_helpers.artifacts.VARIANTS` (full, no-latent, no-noise, no-latent-no-noise).
+        Keys of :data:`ood_helpers.variants.VARIANTS` (paper, paper-no-aux, paper-no-noise, ours,
+        ours-distance-only).
 
     Returns
     -------
@@ -56,7 +56,7 @@ def plan(settings=NOTEBOOK_SETTINGS, seeds=(0,), variants=NOTEBOOK_VARIANTS) -> 
     for name, values in (("settings", settings), ("seeds", seeds), ("variants", variants)):
         if isinstance(values, (str, int)) or not len(values):
             raise InputError(f"{name}: expected a non-empty list, got {values!r}. Fix: e.g. {name}="
-                             f"{list(NOTEBOOK_SETTINGS) if name == 'settings' else [0] if name == 'seeds' else ['full']}.")
+                             f"{list(NOTEBOOK_SETTINGS) if name == 'settings' else [0] if name == 'seeds' else ['paper']}.")
     settings = [check_choice(s, tuple(SETTINGS), "settings") for s in settings]
     seeds = [check_seed(s, "seeds") for s in seeds]
     variants = [check_choice(v, tuple(VARIANTS), "variants") for v in variants]
@@ -74,7 +74,7 @@ def pretrain(out_dir, preset=None, settings=NOTEBOOK_SETTINGS, seeds=(0,), varia
     preset : preset name or :class:`~ood_helpers.presets.Preset` (None = ``$OOD_PRESET`` / auto).
     settings, seeds, variants : sequences
         See :func:`plan`; the default is what the notebooks use: both paper settings, seed 0,
-        variants full, no-latent and no-noise (6 detectors).
+        variants paper-no-aux, paper, paper-no-noise and ours (8 detectors).
     progress : bool
         Progress bars while training.
     download : bool or None
@@ -112,8 +112,8 @@ def pretrain(out_dir, preset=None, settings=NOTEBOOK_SETTINGS, seeds=(0,), varia
             data = {(setting, seed): get_data(setting, preset, seed, download=download)}
         current = data[setting, seed]
         channels = CHANNELS[SETTINGS[setting]["in_data"]]
-        wanted = OODDetector(in_channels=channels, preset=preset, seed=seed, progress=progress, **VARIANTS[variant])
-        relpath = detector_relpath(setting, preset, seed, **VARIANTS[variant])
+        wanted = build_detector(variant, channels, preset, seed, progress)
+        relpath = detector_relpath(setting, preset, seed, variant)
         path = out / relpath
         step = time.perf_counter()
         _, action = load_or_train(path, wanted, current, channels, fingerprint(current.in_train),

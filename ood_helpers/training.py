@@ -12,7 +12,9 @@ Two paths train the detector's networks (:func:`train_autoencoder`, :func:`train
 chosen per run by :func:`training_plan` from three preset fields:
 
 - ``fast_path`` ("auto" = on with CUDA, "on", "off"). **Standard path** (the CPU default): the
-  reference code, unchanged; a fixed seed gives the losses it always gave (tests/test_fast_path.py
+  reference code; each step is one call of the public step functions :func:`autoencoder_loss`
+  (autoencoder) or :func:`classifier_batch` then :func:`classifier_loss` (classifier), which a
+  notebook can run by hand; a fixed seed gives the losses it always gave (tests/test_fast_path.py
   checks them against stored values). **Fast path**: the training images stay on the device;
   noise (:meth:`~ood_helpers.noise.NoiseAugment.batched`) and synthetic outliers
   (:func:`~ood_helpers.outliers.make_outliers_batched`) are made there with a device
@@ -386,6 +388,128 @@ class _StageContext:
         return {"min_batch": 2 * self.plan.world_size, "live_loss": not self.plan.fast}
 
 
+# -- one training step of the standard path, as public functions (the notebooks run one by hand) ----
+def _device_of(module: torch.nn.Module, device):
+    return torch.device(device) if device is not None else next(module.parameters()).device
+
+
+def autoencoder_loss(autoencoder, clean: torch.Tensor, noise: NoiseAugment | None = None,
+                     generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    r"""The loss of one autoencoder step: :math:`\frac{1}{NCHW}\sum |D(E(\tilde I)) - I|` (the paper's
+    equation 1), with :math:`\tilde I` the noisy input when ``noise`` is given and :math:`I` the clean target.
+
+    What every step of :func:`train_autoencoder`'s standard path computes (forward pass only: the
+    caller runs ``backward`` and the optimiser).
+
+    Parameters
+    ----------
+    autoencoder : ood_helpers.models.AutoEncoder
+        In train mode for a training step (BatchNorm batch statistics), eval mode to only look.
+    clean : torch.Tensor (B, C, 32, 32), float in [0, 1], on the CPU
+        A mini-batch of in-distribution images; B >= 2 in train mode (BatchNorm).
+    noise : NoiseAugment or None
+        The paper's noise-addition augmentation on the input (the target stays clean); None = none.
+    generator : torch.Generator or None
+        Draws the noise (None = torch's global generator).
+    device : str, torch.device or None
+        Where the forward pass runs; None = the autoencoder's device.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar: the mean absolute error, >= 0 (about 0.1-0.2 for an untrained network on [0, 1] images).
+
+    Raises
+    ------
+    RuntimeError
+        From torch, when ``clean`` does not fit the network (channels, size).
+    """
+    device = _device_of(autoencoder, device)
+    corrupted = noise(clean, generator) if noise is not None else clean
+    reconstruction, _ = autoencoder(corrupted.to(device))
+    return F.l1_loss(reconstruction, clean.to(device))
+
+
+def classifier_batch(images: torch.Tensor, index: torch.Tensor, families=None, noise: NoiseAugment | None = None,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One mini-batch of the classifier: in-distribution images (label 0) and as many synthetic
+    outliers (label 1), with noise augmentation on both halves alike.
+
+    The outliers are ours, not the paper's: the paper does not say where its classifier's "out"
+    examples come from. Each is made (:func:`~ood_helpers.outliers.make_outliers`) from a randomly
+    drawn in-distribution training image, so no real outlier is ever seen. Random numbers are
+    drawn in this order: partner images, outlier families and parameters, then the noise.
+
+    Parameters
+    ----------
+    images : torch.Tensor (N, C, 32, 32), float in [0, 1], on the CPU
+        The classifier's in-distribution training images.
+    index : torch.Tensor (B,) of int64
+        Positions in ``images`` of this batch's in-distribution half.
+    families : sequence of str or None
+        Outlier families (None = every family for C channels).
+    noise : NoiseAugment or None
+        The paper's noise-addition augmentation, on both halves (None = none).
+    generator : torch.Generator or None
+        Draws partners, outliers and noise (None = torch's global generator).
+
+    Returns
+    -------
+    (torch.Tensor (2B, C, 32, 32) in [0, 1], torch.Tensor (2B,) of float 0.0 / 1.0)
+        The batch on the CPU, in-distribution images first, and its labels (1 = out).
+
+    Raises
+    ------
+    InputError
+        An outlier family unknown or not applicable to C channels.
+    """
+    partners = torch.randint(len(images), (len(index),), generator=generator)
+    outliers, _ = make_outliers(images[partners], families, generator)
+    batch = torch.cat([images[index], outliers])
+    if noise is not None:
+        batch = noise(batch, generator)
+    labels = torch.cat([torch.zeros(len(index)), torch.ones(len(index))])
+    return batch, labels
+
+
+def classifier_loss(classifier, autoencoder, batch: torch.Tensor, labels: torch.Tensor, device=None) -> torch.Tensor:
+    r"""The loss of one classifier step (the paper's equation 2): binary cross-entropy of the
+    classifier's logit on the difference image :math:`|I - D(E(I))|`, with :math:`z = E(I)` as the
+    auxiliary input when the classifier was built with ``latent_input=True`` (ignored otherwise).
+
+    What every step of :func:`train_classifier`'s standard path computes (forward pass only). The
+    autoencoder runs under ``no_grad``: it is frozen.
+
+    Parameters
+    ----------
+    classifier : ood_helpers.models.DifferenceClassifier
+    autoencoder : ood_helpers.models.AutoEncoder
+        Trained, in eval mode.
+    batch : torch.Tensor (B, C, 32, 32), float in [0, 1]
+        E.g. from :func:`classifier_batch`.
+    labels : torch.Tensor (B,), float 0.0 (in) / 1.0 (out)
+    device : str, torch.device or None
+        Where the forward passes run; None = the classifier's device.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar, >= 0 (log 2 = 0.693 for a classifier that cannot tell the halves apart).
+
+    Raises
+    ------
+    RuntimeError
+        From torch, when the batch does not fit the networks.
+    """
+    device = _device_of(classifier, device)
+    labels = labels.to(device)
+    batch = batch.to(device)
+    with torch.no_grad():
+        reconstruction, z = autoencoder(batch)
+    logits = classifier(difference_image(batch, reconstruction), z)
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
 def train_autoencoder(autoencoder, images: torch.Tensor, preset: Preset, generator: torch.Generator,
                       device, noise: NoiseAugment | None = None, state_path=None, progress=True,
                       on_epoch_end=None, identity: dict | None = None, plan: TrainingPlan | None = None) -> list[float]:
@@ -424,12 +548,9 @@ def train_autoencoder(autoencoder, images: torch.Tensor, preset: Preset, generat
     plan = training_plan(preset, device) if plan is None else plan
     schedule = dict(generator=generator, name="autoencoder", progress=progress, state_path=state_path,
                     identity=identity, on_epoch_end=on_epoch_end, **preset_schedule(preset, preset.ae_epochs))
-    if not plan.fast and plan.world_size == 1:   # the standard path: the reference code, unchanged
+    if not plan.fast and plan.world_size == 1:   # the standard path: one call of autoencoder_loss per batch
         def step(index):
-            clean = images[index]
-            corrupted = noise(clean, generator) if noise is not None else clean
-            reconstruction, _ = autoencoder(corrupted.to(device))
-            return F.l1_loss(reconstruction, clean.to(device))
+            return autoencoder_loss(autoencoder, images[index], noise, generator, device)
 
         return run_epochs(autoencoder, step, len(images), **schedule)
 
@@ -492,19 +613,10 @@ def train_classifier(classifier, autoencoder, images: torch.Tensor, preset: Pres
     plan = training_plan(preset, device) if plan is None else plan
     schedule = dict(generator=generator, name="classifier", progress=progress, state_path=state_path,
                     identity=identity, on_epoch_end=on_epoch_end, **preset_schedule(preset, preset.clf_epochs))
-    if not plan.fast and plan.world_size == 1:   # the standard path: the reference code, unchanged
+    if not plan.fast and plan.world_size == 1:   # the standard path: classifier_batch, then classifier_loss
         def step(index):
-            partners = torch.randint(len(images), (len(index),), generator=generator)
-            outliers, _ = make_outliers(images[partners], families, generator)
-            batch = torch.cat([images[index], outliers])
-            if noise is not None:
-                batch = noise(batch, generator)
-            labels = torch.cat([torch.zeros(len(index)), torch.ones(len(index))]).to(device)
-            batch = batch.to(device)
-            with torch.no_grad():
-                reconstruction, z = autoencoder(batch)
-            logits = classifier(difference_image(batch, reconstruction), z)
-            return F.binary_cross_entropy_with_logits(logits, labels)
+            batch, labels = classifier_batch(images, index, families, noise, generator)
+            return classifier_loss(classifier, autoencoder, batch, labels, device)
 
         return run_epochs(classifier, step, len(images), **schedule)
 

@@ -38,4 +38,5 @@ def test_reproduce_quick_mnist_in_cifar10_out(data_root, monkeypatch, tmp_path, 
     assert results["setting"] == "mnist-cifar10" and results["preset"] == "quick"
     assert results["auroc"] >= 0.95, results
     assert (out / "roc.png").stat().st_size > 1000 and (out / "detector.pt").exists()
-    assert "| ours (measured) |" in capsys.readouterr().out
+    assert results["variant"] == "paper" and results["paper_reported_auroc"] == 0.9718   # the paper's method by default
+    assert "| paper's method (Fig. 2, our reimplementation), measured |" in capsys.readouterr().out

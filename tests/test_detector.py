@@ -120,6 +120,7 @@ def test_predict_flags_above_the_threshold_kept_by_held_out_images(fitted_detect
 @pytest.mark.parametrize("params, name", [
     (dict(in_channels=2), "in_channels"), (dict(preset="huge"), "preset"), (dict(seed=-1), "seed"),
     (dict(inject_stage=5), "inject_stage"), (dict(latent_input="yes"), "latent_input"),
+    (dict(latent_distance=1), "latent_distance"), (dict(noise_augment=None), "noise_augment"),
     (dict(outlier_families=["noise"]), "outlier_families"), (dict(threshold_quantile=1.5), "threshold_quantile"),
     (dict(held_out_fraction=0.0), "held_out_fraction"), (dict(device="gpu0"), "device"),
 ])

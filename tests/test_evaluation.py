@@ -46,7 +46,7 @@ def test_writes_results_with_expected_keys(tmp_path, tiny_data):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["setting"] == "mnist-cifar10" and saved["preset"] == "quick" and saved["seeds"] == [0, 1]
     assert saved["detectors"] == ["mean-intensity", "pca"]
-    assert saved["paper_reported"]["ours (full)"] == 0.9718
+    assert saved["paper_reported"]["paper's method (Fig. 2, our reimplementation)"] == 0.9718
     [group] = saved["groups"]
     assert group["name"] == "clean"
     rows = {row["key"]: row for row in group["rows"]}
@@ -64,16 +64,22 @@ def test_writes_results_with_expected_keys(tmp_path, tiny_data):
     assert "| mean intensity |" in table and "± " in table
 
 
-def test_ours_ablations_and_autoencoder_difference(tiny_data):
+def test_paper_and_ours_are_separate_labelled_rows_and_autoencoder_difference(tiny_data):
     results = compare.run_comparison("cifar10-mnist", preset="quick", seeds=[0], progress=False,
-                                     detectors=["ours", "ours-no-latent", "ae-difference"])
+                                     detectors=["ours", "paper", "ae-difference"])
     rows = {row["key"]: row for row in results["groups"][0]["rows"]}
-    assert list(rows) == ["ours", "ours-no-latent", "ae-difference"]
-    assert rows["ours"]["paper_reported"] == 0.5908 and rows["ours-no-latent"]["paper_reported"] == 0.5624
-    assert rows["ae-difference"]["train_seconds"] == rows["ours"]["train_seconds"]   # no extra training
-    assert rows["ours"]["auroc_std"] is None                                        # one seed: no spread
+    assert list(rows) == ["paper", "ours", "ae-difference"]
+    assert rows["paper"]["detector"] == "paper's method (Fig. 2, our reimplementation)"
+    assert rows["ours"]["detector"] == "ours: paper + latent distance"
+    # the paper's number belongs to its method; it has none for our addition
+    assert rows["paper"]["paper_reported"] == 0.5908 and rows["ours"]["paper_reported"] is None
+    assert rows["ae-difference"]["train_seconds"] == rows["paper"]["train_seconds"]   # no extra training
+    assert rows["paper"]["auroc_std"] is None                                        # one seed: no spread
     assert "files" not in results
     assert r"autoencoder difference (mean \|I - D(E(I))\|)" in compare.format_table(results)   # pipes escaped
+    for old in ("ours-no-latent", "ours-no-noise"):                                   # the ablation is its own command
+        with pytest.raises(InputError, match="detectors"):
+            compare.resolve_detectors([old])
 
 
 def test_noisy_setting_has_one_group_per_level(tmp_path, tiny_data):
@@ -142,7 +148,7 @@ def test_noise_robustness_rows(fitted_detector):
 @pytest.mark.parametrize("command", ["reproduce", "compare", "robustness"])
 def test_output_that_is_a_file_fails_before_training(command, tmp_path, capsys, monkeypatch, tiny_data):
     trained = []
-    monkeypatch.setattr(compare, "OODDetector", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(compare, "build_detector", lambda *a, **k: trained.append(1))
     monkeypatch.setattr(compare, "get_detector", lambda *a, **k: trained.append(1))
     target = tmp_path / "results.txt"
     target.write_text("an earlier file")

@@ -16,10 +16,11 @@ import pytest
 from ood_helpers import OODData, OODDetector, artifacts, pretrain as pretrain_module
 from ood_helpers.__main__ import main
 from ood_helpers.pretrain import plan, pretrain
+from ood_helpers.variants import VARIANTS
 from conftest import TINY, smooth_images
 
 TWO_EPOCHS = dataclasses.replace(TINY, ae_epochs=2, clf_epochs=2, checkpoint_every_epoch=True)
-FILE = "quick/mnist-cifar10/detector_full_seed0.pt"
+FILE = "quick/mnist-cifar10/detector_paper_seed0.pt"
 
 
 def _toy_data(setting="mnist-cifar10", seed=0):
@@ -105,7 +106,8 @@ def test_pretrain_out_is_what_the_shared_folder_reads_read_only(toy, monkeypatch
     shared = toy / "pretrained"
     records = pretrain(shared, TINY, progress=False)
     assert [(r["setting"], r["variant"], r["action"]) for r in records] == [
-        (s, v, "trained") for s in ("mnist-cifar10", "cifar10-mnist") for v in ("full", "no-latent", "no-noise")]
+        (s, v, "trained") for s in ("mnist-cifar10", "cifar10-mnist")
+        for v in ("paper-no-aux", "paper", "paper-no-noise", "ours")]
     assert not list(shared.rglob("train_state_*")), "finished detectors keep no training state"
     _make_read_only(shared)
     before = _snapshot(shared)
@@ -115,13 +117,12 @@ def test_pretrain_out_is_what_the_shared_folder_reads_read_only(toy, monkeypatch
     monkeypatch.setenv("OOD_PRETRAINED_DIR", str(shared))
     capsys.readouterr()
     for setting in ("mnist-cifar10", "cifar10-mnist"):
-        for switches in (dict(), dict(latent_input=False), dict(noise_augment=False)):
-            detector = artifacts.get_detector(setting, TINY, 0, data=_toy_data(setting), progress=False, **switches)
-            assert detector.latent_input == switches.get("latent_input", True)
-            assert detector.noise_augment == switches.get("noise_augment", True)
+        for variant in ("paper-no-aux", "paper", "paper-no-noise", "ours"):
+            detector = artifacts.get_detector(setting, TINY, 0, variant=variant, data=_toy_data(setting), progress=False)
+            assert detector.get_params() | VARIANTS[variant].flags == detector.get_params()
             assert detector.decision_function(_toy_data(setting).in_test).shape == (20,)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 6 and all(line.startswith("loaded $OOD_PRETRAINED_DIR/quick/") for line in out), out
+    assert len(out) == 8 and all(line.startswith("loaded $OOD_PRETRAINED_DIR/quick/") for line in out), out
     assert f"loaded $OOD_PRETRAINED_DIR/{FILE} (pretrained, read-only)" in out
     assert _snapshot(shared) == before
     assert not (toy / "artifacts").exists(), "nothing is written to the per-user folder either"
@@ -129,31 +130,32 @@ def test_pretrain_out_is_what_the_shared_folder_reads_read_only(toy, monkeypatch
 
 def _shared_with_one_detector(toy) -> Path:
     shared = toy / "pretrained"
-    pretrain(shared, TINY, settings=["mnist-cifar10"], variants=["full"], progress=False)
+    pretrain(shared, TINY, settings=["mnist-cifar10"], variants=["paper"], progress=False)
     return shared
 
 
 def _other_preset(shared):
-    other = OODDetector(1, dataclasses.replace(TINY, lr=5e-3), seed=0, progress=False).fit(_toy_data().in_train)
+    other = OODDetector(1, dataclasses.replace(TINY, lr=5e-3), seed=0, latent_distance=False,
+                        progress=False).fit(_toy_data().in_train)
     other.save(shared / FILE)
     return "its configuration differs in preset"
 
 
 def _other_seed(shared):
-    other = OODDetector(1, TINY, seed=1, progress=False).fit(_toy_data().in_train)
+    other = OODDetector(1, TINY, seed=1, latent_distance=False, progress=False).fit(_toy_data().in_train)
     other.save(shared / FILE)
     return "its configuration differs in seed"
 
 
 def _other_data(shared):
-    OODDetector(1, TINY, seed=0, progress=False).fit(_toy_data(seed=5).in_train).save(shared / FILE)
+    OODDetector(1, TINY, seed=0, latent_distance=False, progress=False).fit(_toy_data(seed=5).in_train).save(shared / FILE)
     return "trained on other images"
 
 
 def _truncated(shared):
     path = shared / FILE
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    return f"$OOD_PRETRAINED_DIR/{FILE} is unusable ('detector_full_seed0.pt' is not a readable checkpoint (truncated"
+    return f"$OOD_PRETRAINED_DIR/{FILE} is unusable ('detector_paper_seed0.pt' is not a readable checkpoint (truncated"
 
 
 def _not_a_file(shared):
@@ -202,7 +204,7 @@ def test_other_preset_in_the_shared_folder_is_a_missing_file(toy, monkeypatch, c
     monkeypatch.setenv("OOD_PRETRAINED_DIR", str(shared))
     capsys.readouterr()
     artifacts.get_detector("mnist-cifar10", TINY, 1, data=_toy_data(), progress=False)
-    assert "detector_full_seed1.pt is not there" in capsys.readouterr().out.splitlines()[0]
+    assert "detector_paper_seed1.pt is not there" in capsys.readouterr().out.splitlines()[0]
 
 
 # -- pretrain: resume, skip, validation ----------------------------------------------------------------
@@ -214,40 +216,40 @@ def test_pretrain_skips_present_detectors_and_resumes_an_interrupted_one(toy, mo
     out = toy / "pretrained"
     original_fit = OODDetector.fit
 
-    def interrupt_no_latent(self, images, y=None, work_dir=None, on_epoch_end=None):
+    def interrupt_no_aux(self, images, y=None, work_dir=None, on_epoch_end=None):
         def stop(epoch, loss):
             raise Interrupt
         return original_fit(self, images, y, work_dir=work_dir, on_epoch_end=None if self.latent_input else stop)
 
-    monkeypatch.setattr(OODDetector, "fit", interrupt_no_latent)
+    monkeypatch.setattr(OODDetector, "fit", interrupt_no_aux)
     with pytest.raises(Interrupt):
-        pretrain(out, TWO_EPOCHS, settings=["mnist-cifar10"], variants=["full", "no-latent"], progress=False)
+        pretrain(out, TWO_EPOCHS, settings=["mnist-cifar10"], variants=["paper", "paper-no-aux"], progress=False)
     monkeypatch.setattr(OODDetector, "fit", original_fit)
     assert (out / FILE).is_file()
-    interrupted = out / "quick/mnist-cifar10/detector_no-latent_seed0.pt"
+    interrupted = out / "quick/mnist-cifar10/detector_paper-no-aux_seed0.pt"
     assert not interrupted.exists()
-    assert len(list((interrupted.parent / "train_state_detector_no-latent_seed0").glob("autoencoder_state_*.pt"))) == 1
+    assert len(list((interrupted.parent / "train_state_detector_paper-no-aux_seed0").glob("autoencoder_state_*.pt"))) == 1
 
-    records = pretrain(out, TWO_EPOCHS, settings=["mnist-cifar10"], variants=["full", "no-latent"], progress=False)
+    records = pretrain(out, TWO_EPOCHS, settings=["mnist-cifar10"], variants=["paper", "paper-no-aux"], progress=False)
     assert [r["action"] for r in records] == ["present", "trained"]
     resumed = OODDetector.load(interrupted)
     assert len(resumed.history_["epoch_seconds"]["autoencoder"]) == 1, "epoch 1 came from the saved state"
-    assert not (interrupted.parent / "train_state_detector_no-latent_seed0").exists()
+    assert not (interrupted.parent / "train_state_detector_paper-no-aux_seed0").exists()
     printed = capsys.readouterr().out
     assert f"[1/2] {FILE}: present and matching, skipped" in printed
-    assert "[2/2] quick/mnist-cifar10/detector_no-latent_seed0.pt: trained in" in printed
+    assert "[2/2] quick/mnist-cifar10/detector_paper-no-aux_seed0.pt: trained in" in printed
 
     _forbid_training(monkeypatch)
     files = lambda: sorted((str(p), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file())  # noqa: E731
     before = files()
-    records = pretrain(out, TWO_EPOCHS, settings=["mnist-cifar10"], variants=["full", "no-latent"], progress=False)
+    records = pretrain(out, TWO_EPOCHS, settings=["mnist-cifar10"], variants=["paper", "paper-no-aux"], progress=False)
     assert [r["action"] for r in records] == ["present", "present"] and files() == before
 
 
 def test_pretrain_retrains_a_damaged_file_in_its_folder(toy, capsys):
     out = _shared_with_one_detector(toy)
     (out / FILE).write_bytes(b"not a checkpoint")
-    records = pretrain(out, TINY, settings=["mnist-cifar10"], variants=["full"], progress=False)
+    records = pretrain(out, TINY, settings=["mnist-cifar10"], variants=["paper"], progress=False)
     assert records[0]["action"] == "retrained" and OODDetector.load(out / FILE).seed == 0
 
 
@@ -263,9 +265,12 @@ def test_pretrain_validates_out_before_loading_or_training(make_bad, tmp_path, m
 
 
 def test_plan_is_what_the_notebooks_use_and_names_bad_choices():
-    assert plan() == [(s, 0, v) for s in ("mnist-cifar10", "cifar10-mnist") for v in ("full", "no-latent", "no-noise")]
+    assert plan() == [(s, 0, v) for s in ("mnist-cifar10", "cifar10-mnist")
+                      for v in ("paper-no-aux", "paper", "paper-no-noise", "ours")]
     with pytest.raises(Exception, match="variants"):
         plan(variants=["half"])
+    with pytest.raises(Exception, match="variants"):
+        plan(variants=["full"])        # the old name of ours
     with pytest.raises(Exception, match="seeds"):
         plan(seeds=[-1])
     with pytest.raises(Exception, match="settings"):
@@ -276,11 +281,12 @@ def test_cli_pretrain_then_shared_load(toy, monkeypatch, capsys):
     out = toy / "made-by-cli"
     monkeypatch.setattr(pretrain_module, "get_preset", lambda name: TINY)
     assert main(["pretrain", "--preset", "quick", "--out", str(out), "--settings", "cifar10-mnist",
-                 "--variants", "no-noise", "--no-progress"]) == 0
+                 "--variants", "paper-no-noise", "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "[1/1] quick/cifar10-mnist/detector_no-noise_seed0.pt: trained in" in printed
+    assert "[1/1] quick/cifar10-mnist/detector_paper-no-noise_seed0.pt: trained in" in printed
     assert f"export OOD_PRETRAINED_DIR='{out.resolve()}'" in printed
     monkeypatch.setenv("OOD_PRETRAINED_DIR", str(out))
     _forbid_training(monkeypatch)
-    artifacts.get_detector("cifar10-mnist", TINY, 0, noise_augment=False, data=_toy_data("cifar10-mnist"), progress=False)
-    assert capsys.readouterr().out.startswith("loaded $OOD_PRETRAINED_DIR/quick/cifar10-mnist/detector_no-noise_seed0.pt")
+    artifacts.get_detector("cifar10-mnist", TINY, 0, variant="paper-no-noise", data=_toy_data("cifar10-mnist"),
+                           progress=False)
+    assert capsys.readouterr().out.startswith("loaded $OOD_PRETRAINED_DIR/quick/cifar10-mnist/detector_paper-no-noise_seed0.pt")

@@ -1,0 +1,150 @@
+"""The named detector variants, defined once: the paper's method, its Table 3 ablations, and ours.
+
+An :class:`~ood_helpers.detector.OODDetector` has three switches:
+
+- ``latent_input`` (**the paper's**, Figure 2 and Table 3 "w/o auxiliary input"): the latent
+  :math:`z = E(x)` is injected into the classifier as an auxiliary input;
+- ``noise_augment`` (**the paper's**, Table 3 "w/o data augmentation"): noise-addition
+  augmentation while training;
+- ``latent_distance`` (**ours**, not in the paper): the Ledoit-Wolf Mahalanobis distance of
+  :math:`z` is added to the standardised classifier logit.
+
+Every variant, the paper's included, trains its classifier with *our* synthetic negatives made
+from in-distribution training images (:mod:`ood_helpers.outliers`): the paper never states what
+its classifier's "out" examples are.
+
+=====================  =======  ============  ===============  =============  ==============================
+key                    origin   latent_input  latent_distance  noise_augment  source
+=====================  =======  ============  ===============  =============  ==============================
+``paper``              paper    True          False            True           Fig. 2, Tables 1-3 "Full model"
+``paper-no-aux``       paper    False         False            True           Table 3 "w/o auxiliary input"
+``paper-no-noise``     paper    True          False            False          Table 3 "w/o data augmentation"
+``ours``               ours     True          True             True           ours: paper + latent distance
+``ours-distance-only`` ours     False         True             True           ours: distance instead of z
+=====================  =======  ============  ===============  =============  ==============================
+
+Detector files are named by the key: ``<preset>/<setting>/detector_<key>_seed<seed>.pt``
+(:func:`ood_helpers.artifacts.detector_relpath`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .validation import InputError
+
+ORIGINS = {"paper": "paper's method", "ours": "ours"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One named configuration of :class:`~ood_helpers.detector.OODDetector`.
+
+    Attributes
+    ----------
+    key : str
+        The name used everywhere (file names, ``get_detector(variant=...)``, result rows).
+    label : str
+        What tables print.
+    origin : {"paper", "ours"}
+        Whether this is the paper's method (or one of its own ablations) or our addition.
+    latent_input, latent_distance, noise_augment : bool
+        The detector's switches (see the module doc).
+    source : str
+        Where it comes from: a figure or table of the paper, or "ours".
+    """
+
+    key: str
+    label: str
+    origin: str
+    latent_input: bool
+    latent_distance: bool
+    noise_augment: bool
+    source: str
+
+    @property
+    def flags(self) -> dict:
+        """The :class:`~ood_helpers.detector.OODDetector` keyword arguments of this variant."""
+        return {"latent_input": self.latent_input, "latent_distance": self.latent_distance,
+                "noise_augment": self.noise_augment}
+
+    @property
+    def origin_label(self) -> str:
+        """``"paper's method"`` or ``"ours"``: how tables label the row's origin."""
+        return ORIGINS[self.origin]
+
+    def as_dict(self) -> dict:
+        """Every field by name, plus ``origin_label``."""
+        return {**asdict(self), "origin_label": self.origin_label}
+
+
+VARIANTS = {variant.key: variant for variant in (
+    Variant("paper", "paper's method (Fig. 2, our reimplementation)", "paper", True, False, True,
+            "Fig. 2; Tables 1-3 'Ours' / 'Full model'"),
+    Variant("paper-no-aux", "paper w/o auxiliary input (Table 3)", "paper", False, False, True,
+            "Table 3 'w/o auxiliary input'"),
+    Variant("paper-no-noise", "paper w/o noise augmentation (Table 3)", "paper", True, False, False,
+            "Table 3 'w/o data augmentation'"),
+    Variant("ours", "ours: paper + latent distance", "ours", True, True, True, "ours"),
+    Variant("ours-distance-only", "ours: latent distance instead of z injection", "ours", False, True, True, "ours"),
+)}
+
+# the rows of the paper's Table 3, like for like, and of "what our additions add"
+TABLE3_VARIANTS = ("paper", "paper-no-aux", "paper-no-noise")
+ADDITION_VARIANTS = ("paper", "ours", "ours-distance-only")
+
+NEGATIVES_NOTE = ("The paper never states what its classifier's \"out\" examples are, so every row here, the "
+                  "paper's method included, trains its classifier with our synthetic negatives made from "
+                  "in-distribution training images (ood_helpers.outliers); no real outlier is ever seen in training.")
+
+
+def get_variant(variant) -> Variant:
+    """The :class:`Variant` named ``variant`` (a key of :data:`VARIANTS`, or a Variant itself).
+
+    Raises
+    ------
+    InputError
+        For an unknown name, listing the known ones.
+    """
+    if isinstance(variant, Variant):
+        return variant
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        old = {"full": "ours", "no-latent": "paper-no-aux", "no-noise": "paper-no-noise"}
+        hint = f" ('{variant}' was renamed '{old[variant]}'.)" if isinstance(variant, str) and variant in old else ""
+        raise InputError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}.{hint} Fix: e.g. "
+                         f"variant='paper' (the paper's method) or variant='ours'.")
+    return VARIANTS[variant]
+
+
+def variant_of(detector) -> str | None:
+    """The key of the variant whose switches ``detector`` (an OODDetector, fitted or not) has, or None."""
+    flags = {name: bool(getattr(detector, name, None)) for name in ("latent_input", "latent_distance", "noise_augment")}
+    return next((key for key, variant in VARIANTS.items() if variant.flags == flags), None)
+
+
+def build_detector(variant, in_channels=None, preset=None, seed: int = 0, progress: bool = True, device=None):
+    """An unfitted :class:`~ood_helpers.detector.OODDetector` with the switches of ``variant``.
+
+    Parameters
+    ----------
+    variant : str or Variant
+        A key of :data:`VARIANTS`.
+    in_channels, preset, seed, progress, device
+        As for :class:`~ood_helpers.detector.OODDetector`.
+
+    Returns
+    -------
+    OODDetector
+
+    Raises
+    ------
+    InputError
+        Unknown variant (the other arguments are validated by ``fit``).
+    """
+    from .detector import OODDetector
+
+    return OODDetector(in_channels=in_channels, preset=preset, seed=seed, progress=progress, device=device,
+                       **get_variant(variant).flags)
+
+
+__all__ = ["Variant", "VARIANTS", "ORIGINS", "TABLE3_VARIANTS", "ADDITION_VARIANTS", "NEGATIVES_NOTE", "get_variant",
+           "variant_of", "build_detector"]
