@@ -45,6 +45,11 @@ reproduce-ddp: setup
 compare: setup
 	for s in $(COMPARE_SETTINGS); do $(PY) -m ood_helpers compare --setting $$s --preset $(PRESET) --seeds 0 1 2 --out results/$$s || exit 1; done
 
+# the paper's Table 3 like for like and what each of our additions adds, both paper settings, seeds 0-2
+# (detectors come from OOD_PRETRAINED_DIR when set and matching, else artifacts/, trained there once)
+ablation: setup
+	$(PY) -m ood_helpers ablation --preset $(PRESET) --seeds 0 1 2 --out results/ablation
+
 robustness: setup
 	for s in $(SETTINGS); do $(PY) -m ood_helpers robustness --setting $$s --preset $(PRESET) --seed 0 --out results/robustness/$$s || exit 1; done
 

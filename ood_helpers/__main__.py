@@ -1,4 +1,4 @@
-"""Command line: ``python -m ood_helpers {reproduce,compare,robustness,pretrain} ...``.
+"""Command line: ``python -m ood_helpers {reproduce,compare,ablation,robustness,pretrain} ...``.
 
 Every output folder is checked before any training starts. Errors in the arguments (unknown
 setting or preset, an output folder that cannot be written, missing or damaged data, an unusable
@@ -54,12 +54,26 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--variant", default="paper", choices=tuple(VARIANTS),
                            help="paper (default), paper-no-aux, paper-no-noise, ours or ours-distance-only")
     _add_compare_arguments(sub.add_parser("compare", help="every detector side by side, several seeds"))
+    _add_ablation_arguments(sub.add_parser(
+        "ablation", help="the paper's Table 3 like for like, and what each of our additions adds, several seeds"))
     robust = sub.add_parser("robustness", help="AUROC and false alarms under noise, with and without augmentation")
     common(robust)
     robust.add_argument("--seed", type=int, default=0)
     _add_pretrain_arguments(sub.add_parser(
         "pretrain", help="train every detector the notebooks use, once, into a folder for OOD_PRETRAINED_DIR"))
     return parser
+
+
+def _add_ablation_arguments(parser) -> None:
+    from .paper import PAPER_SETTINGS
+
+    parser.add_argument("--preset", default=None, choices=tuple(PRESETS),
+                        help="training budget (default: $OOD_PRESET, else classroom)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to repeat with (default: 0 1 2)")
+    parser.add_argument("--settings", nargs="+", default=list(PAPER_SETTINGS), choices=sorted(SETTINGS),
+                        metavar="SETTING", help=f"default: {' '.join(PAPER_SETTINGS)}")
+    parser.add_argument("--out", default=None, help="output folder for results.json and results.md")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _add_pretrain_arguments(parser) -> None:
@@ -95,6 +109,11 @@ def main(argv=None) -> int:
             results = evaluation.run_comparison(args.setting, preset=args.preset, seeds=tuple(args.seeds),
                                                 out_dir=args.out, detectors=args.detectors, progress=progress)
             print(evaluation.format_table(results))
+            if "files" in results:
+                print(f"Wrote {', '.join(results['files'].values())} ({results['wall_seconds']:.0f} s).")
+        elif args.command == "ablation":
+            results = evaluation.ablation(args.settings, args.preset, tuple(args.seeds), args.out, progress)
+            print(evaluation.ablation_tables(results))
             if "files" in results:
                 print(f"Wrote {', '.join(results['files'].values())} ({results['wall_seconds']:.0f} s).")
         elif args.command == "pretrain":

@@ -46,7 +46,7 @@ DETECTOR_VERSION = 3
 AE_DIFFERENCE_FORMAT = "ood_helpers.autoencoder_difference"
 
 __all__ = ["OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "NotFittedError", "read_detector_file",
-           "split_for_stages", "train_autoencoder_stage", "fit_autoencoder", "DETECTOR_VERSION"]
+           "split_for_stages", "train_autoencoder_stage", "fit_autoencoder", "new_autoencoder", "DETECTOR_VERSION"]
 
 
 @dataclass(frozen=True)
@@ -168,11 +168,18 @@ def read_detector_file(path, in_channels: int | None = None, preset=None) -> dic
     return payload
 
 
+def new_autoencoder(in_channels: int, preset: Preset) -> AutoEncoder:
+    """An untrained autoencoder of ``preset``'s size for ``in_channels`` (1 or 3) channels: the one
+    place where :class:`OODDetector`, :func:`train_autoencoder_stage` and the file readers build it
+    (its weights are drawn from torch's global generator)."""
+    return AutoEncoder(in_channels, preset.width, preset.latent_dim, preset.stem)
+
+
 def _autoencoder_from(payload: dict, path, device) -> AutoEncoder:
     """The autoencoder of a :func:`read_detector_file` payload, on ``device``, in eval mode."""
     p, channels = payload["config"]["preset"], payload["in_channels"]
     try:
-        autoencoder = AutoEncoder(channels, p.width, p.latent_dim, p.stem)
+        autoencoder = new_autoencoder(channels, p)
         autoencoder.load_state_dict(payload["autoencoder"])
     except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as err:
         message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
@@ -240,7 +247,7 @@ def train_autoencoder_stage(images: torch.Tensor, in_channels: int, preset: Pres
     TrainingDivergedError
         When the loss is not finite.
     """
-    autoencoder = AutoEncoder(in_channels, preset.width, preset.latent_dim, preset.stem).to(device)
+    autoencoder = new_autoencoder(in_channels, preset).to(device)
     noise = NoiseAugment(preset.noise_max_severity) if noise_augment else None
     losses = train_autoencoder(autoencoder, images, preset, generator, device, noise, state_path, progress,
                                on_epoch_end, identity=identity, plan=plan)
@@ -684,7 +691,7 @@ class OODDetector(BaseDetector):
             detector.device_ = pick_device(device)
             detector.outlier_families_ = tuple(config["outlier_families"])
             p = detector.preset_
-            detector.autoencoder_ = AutoEncoder(channels, p.width, p.latent_dim, p.stem)
+            detector.autoencoder_ = new_autoencoder(channels, p)
             detector.classifier_ = DifferenceClassifier(channels, p.width, p.latent_dim, p.stem,
                                                         bool(detector.latent_input), detector.inject_stage)
             detector.autoencoder_.load_state_dict(payload["autoencoder"])
@@ -800,7 +807,7 @@ class AutoencoderDifferenceDetector(BaseDetector):
         self.device_ = pick_device(self.device)
         if preset.train_limit is not None and len(train) > preset.train_limit:
             train = train[torch.randperm(len(train), generator=generator)[: preset.train_limit].sort().values]
-        self.autoencoder_ = AutoEncoder(self.in_channels_, preset.width, preset.latent_dim, preset.stem).to(self.device_)
+        self.autoencoder_ = new_autoencoder(self.in_channels_, preset).to(self.device_)
         noise = NoiseAugment(preset.noise_max_severity) if self.noise_augment else None
         start = time.perf_counter()
         losses = train_autoencoder(self.autoencoder_, train, preset, generator, self.device_, noise,

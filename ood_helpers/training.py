@@ -461,7 +461,7 @@ def classifier_batch(images: torch.Tensor, index: torch.Tensor, families=None, n
     Raises
     ------
     InputError
-        An outlier family unknown or not applicable to C channels.
+        An unknown outlier family.
     """
     partners = torch.randint(len(images), (len(index),), generator=generator)
     outliers, _ = make_outliers(images[partners], families, generator)

@@ -20,6 +20,9 @@ ENTRY_POINTS = [
     "outliers.apply_family", "validation.as_image_batch", "validation.iter_image_batches", "metrics.auroc",
     "metrics.fpr_at_tpr", "artifacts.get_detector", "evaluation.run_comparison", "evaluation.reproduce",
     "checkpoints.load_checkpoint", "checkpoints.save_checkpoint", "widgets.noise_explorer", "widgets.explorer_state",
+    "detector.OODDetector.load_autoencoder", "detector.read_detector_file", "detector.fit_autoencoder",
+    "artifacts.get_autoencoder", "artifacts.detector_relpath", "evaluation.ablation", "variants.get_variant",
+    "variants.build_detector", "training.autoencoder_loss", "training.classifier_batch", "training.classifier_loss",
 ]
 
 
