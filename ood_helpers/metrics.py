@@ -339,3 +339,62 @@ def image_complexity(images) -> np.ndarray:
     horizontal = (images[..., :, 1:] - images[..., :, :-1]).abs().mean(dim=(1, 2, 3))
     vertical = (images[..., 1:, :] - images[..., :-1, :]).abs().mean(dim=(1, 2, 3))
     return ((horizontal + vertical) / 2).double().numpy()
+
+
+def psnr(images, reconstructions) -> np.ndarray:
+    r"""Peak signal-to-noise ratio of each reconstruction, in decibels.
+
+    For one image :math:`I` and its reconstruction :math:`\hat I`, both with values in [0, 1]
+    (so the peak value is 1),
+
+    .. math:: \mathrm{PSNR}(I, \hat I) = 10 \log_{10} \frac{1}{\mathrm{MSE}(I, \hat I)},
+              \qquad \mathrm{MSE} = \frac{1}{CHW} \sum (I - \hat I)^2 .
+
+    Higher is better: 20 dB is a mean squared error of 0.01 (a typical pixel off by about 0.1),
+    30 dB one of 0.001. Used in notebook 02 to say how well the autoencoder rebuilds images.
+
+    Parameters
+    ----------
+    images : torch.Tensor or numpy.ndarray, shape (N, C, H, W)
+        Originals, values in [0, 1] (values within 1e-6 of the range are accepted as rounding).
+    reconstructions : torch.Tensor or numpy.ndarray, shape (N, C, H, W)
+        Same shape as ``images``, values in [0, 1], e.g. ``autoencoder(images)[0]``.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N,)
+        One value per image, in dB; ``inf`` for a reconstruction identical to its image.
+
+    Raises
+    ------
+    InputError
+        When either argument is not a 4-D array of numbers, the shapes differ, there is no image,
+        or a value is NaN, infinite or outside [0, 1] (e.g. mean/std-normalised images: undo the
+        normalisation first).
+    """
+    arrays = []
+    for value, name in ((images, "images"), (reconstructions, "reconstructions")):
+        if hasattr(value, "detach") and hasattr(value, "cpu"):
+            value = value.detach().cpu().double().numpy()
+        try:
+            value = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{name}: expected an array (N, C, H, W) of numbers, got {type(value).__name__} "
+                             f"({err}).") from None
+        if value.ndim != 4 or value.shape[0] == 0:
+            raise InputError(f"{name}: expected a non-empty batch (N, C, H, W), got shape {value.shape}. "
+                             f"Fix: one image (C, H, W) becomes a batch with {name}[None].")
+        if not np.isfinite(value).all():
+            raise InputError(f"{name}: contains NaN or infinite values; expected values in [0, 1].")
+        low, high = float(value.min()), float(value.max())
+        if low < -1e-6 or high > 1 + 1e-6:
+            raise InputError(f"{name}: expected values in [0, 1], got [{low:.4g}, {high:.4g}]. Fix: images "
+                             f"normalised with a mean and std must be un-normalised; uint8 images divided by 255.")
+        arrays.append(np.clip(value, 0.0, 1.0))
+    images, reconstructions = arrays
+    if images.shape != reconstructions.shape:
+        raise InputError(f"images, reconstructions: expected the same shape, got {images.shape} and "
+                         f"{reconstructions.shape}.")
+    mse = ((images - reconstructions) ** 2).reshape(len(images), -1).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(1.0 / mse)

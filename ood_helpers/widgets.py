@@ -181,7 +181,8 @@ def draw_explorer(state: dict, in_scores, out_scores, in_label: str = "in-distri
         ax.set_xticks([]), ax.set_yticks([])
     ax = fig.add_subplot(grid[1, :])
     plot_score_histograms(in_scores, out_scores, in_label=in_label, out_label=out_label, ax=ax,
-                          title=f"score {state['score']:.3f}", marker=state["score"])
+                          title=f"this image (line): score {state['score']:.3f}, among the scores of clean test images",
+                          marker=state["score"], show_auroc=False)
     fig.tight_layout()
     return fig
 

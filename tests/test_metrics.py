@@ -129,3 +129,39 @@ def test_widget_reference_scores_follow_the_same_rule():
     assert _as_scores(probs[:, 1:], "in_scores").shape == (10,)
     with pytest.raises(InputError, match="out_scores"):
         _as_scores([np.inf], "out_scores")
+
+
+# -- psnr (notebook 02) -------------------------------------------------------------------------------
+def test_psnr_hand_computed_values():
+    import torch
+
+    images = np.zeros((3, 1, 4, 4))
+    reconstructions = images.copy()
+    reconstructions[0] += 0.1          # MSE 0.01 -> 20 dB
+    reconstructions[1, :, :2] = 1.0    # half the pixels off by 1: MSE 0.5 -> 10 log10(2) dB
+    values = metrics.psnr(images, reconstructions)
+    assert values.shape == (3,) and values.dtype == np.float64
+    assert values[0] == pytest.approx(20.0) and values[1] == pytest.approx(10 * np.log10(2))
+    assert values[2] == np.inf                          # a perfect reconstruction
+    as_tensors = metrics.psnr(torch.from_numpy(images).float(), torch.from_numpy(reconstructions).float())
+    assert as_tensors[:2] == pytest.approx(values[:2], abs=1e-4)
+
+
+def test_psnr_is_per_image_and_symmetric():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((5, 3, 8, 8)), rng.random((5, 3, 8, 8))
+    assert metrics.psnr(a, b) == pytest.approx(metrics.psnr(b, a))
+    assert metrics.psnr(a[2:3], b[2:3])[0] == pytest.approx(metrics.psnr(a, b)[2])
+
+
+@pytest.mark.parametrize("images, reconstructions, message", [
+    (np.zeros((2, 1, 4, 4)), np.zeros((2, 1, 4, 5)), "same shape"),
+    (np.zeros((1, 4, 4)), np.zeros((1, 4, 4)), "N, C, H, W"),
+    (np.zeros((0, 1, 4, 4)), np.zeros((0, 1, 4, 4)), "non-empty"),
+    (np.full((1, 1, 4, 4), 255.0), np.zeros((1, 1, 4, 4)), r"\[0, 1\]"),
+    (np.zeros((1, 1, 4, 4)), np.full((1, 1, 4, 4), np.nan), "NaN"),
+    ("images", np.zeros((1, 1, 4, 4)), "numbers"),
+])
+def test_psnr_refuses_bad_input(images, reconstructions, message):
+    with pytest.raises(InputError, match=message):
+        metrics.psnr(images, reconstructions)
