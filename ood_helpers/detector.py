@@ -172,7 +172,7 @@ def new_autoencoder(in_channels: int, preset: Preset) -> AutoEncoder:
     """An untrained autoencoder of ``preset``'s size for ``in_channels`` (1 or 3) channels: the one
     place where :class:`OODDetector`, :func:`train_autoencoder_stage` and the file readers build it
     (its weights are drawn from torch's global generator)."""
-    return AutoEncoder(in_channels, preset.width, preset.latent_dim, preset.stem)
+    return AutoEncoder(in_channels, preset.width, preset.latent_dim, preset.stem, preset.ae_linear_path)
 
 
 def _autoencoder_from(payload: dict, path, device) -> AutoEncoder:
