@@ -36,8 +36,11 @@ from .detector import OODDetector, fit_autoencoder, read_detector_file
 from .files import file_lock
 from .models import AutoEncoder
 from .presets import get_preset
+from .training import state_file
 from .validation import InputError, check_choice
 from .variants import build_detector, get_variant
+
+STATE_DIR = "train_state"   # per-epoch training states, beside the detector files of one folder
 
 
 def artifact_dir() -> Path:
@@ -220,8 +223,10 @@ def load_or_train(path: Path, wanted: OODDetector, data: OODData, channels: int,
     Notes
     -----
     Training holds ``<path>.lock`` (two processes train once: the second waits, then loads) and
-    keeps its per-epoch state in ``train_state_<name>/`` beside ``path``, so an interrupted run
-    resumes; the file is written atomically.
+    keeps its per-epoch state in ``train_state/`` beside ``path``, so an interrupted run resumes;
+    the file is written atomically. The finished autoencoder's state is kept there (named by
+    :func:`ood_helpers.detector.autoencoder_identity`): the other variants of the same seed, preset
+    and noise switch resume it instead of training the same autoencoder again.
     """
     detector, reason = _load_matching(path, wanted, channels, train_fingerprint, shown, progress)
     if detector is None:
@@ -231,8 +236,11 @@ def load_or_train(path: Path, wanted: OODDetector, data: OODData, channels: int,
             if detector is None:
                 if reason and verbose:
                     print(f"retraining: {reason}")
-                detector = wanted.fit(data.in_train, work_dir=path.parent / f"train_state_{path.stem}")
+                work = path.parent / STATE_DIR
+                detector = wanted.fit(data.in_train, work_dir=work)
                 detector.save(path)
+                # the autoencoder's state stays: other variants of this seed resume it instead of retraining
+                state_file(work, "classifier", detector.run_identity_).unlink(missing_ok=True)
                 if verbose:
                     print(f"trained in {detector.history_['train_seconds']:.0f} s and saved {shown}")
                 return detector, "retrained" if reason else "trained"

@@ -189,6 +189,20 @@ def _autoencoder_from(payload: dict, path, device) -> AutoEncoder:
 
 
 # -- the autoencoder stage, reusable alone ------------------------------------------------------------
+# the parameters that shape only the classifier stage and the score, never the autoencoder
+CLASSIFIER_ONLY = ("latent_input", "latent_distance", "inject_stage", "outlier_families", "threshold_quantile")
+
+
+def autoencoder_identity(identity: dict) -> dict:
+    """The part of a run's identity (``OODDetector.run_identity_``) that shapes its autoencoder:
+    everything but the variant and :data:`CLASSIFIER_ONLY`. Variants that agree on it (e.g.
+    ``paper``, ``paper-no-aux`` and ``ours`` of one seed) train the same autoencoder, so with one
+    ``work_dir`` the first trains it and the others resume its finished state."""
+    config = {key: value for key, value in identity["config"].items() if key not in CLASSIFIER_ONLY}
+    return {**{key: value for key, value in identity.items() if key != "variant"}, "config": config,
+            "stage": "autoencoder"}
+
+
 def split_for_stages(train: torch.Tensor, preset: Preset, generator: torch.Generator):
     """How :meth:`OODDetector.fit` divides its training images between the two networks.
 
@@ -487,10 +501,13 @@ class OODDetector(BaseDetector):
         epoch_seconds = {"autoencoder": [], "classifier": []}
         # stage 1, the autoencoder: the same for every latent_input / latent_distance (fit_autoencoder
         # runs this stage alone); nothing in it draws from torch's global generator after the weights
+        # its state is named by what shapes it alone, so the variants of one run that share it
+        # (same work_dir) train it once: the second resumes the finished state
+        ae_identity = autoencoder_identity(self.run_identity_)
         self.autoencoder_, ae_loss = train_autoencoder_stage(
             ae_part, self.in_channels_, preset, generator, self.device_, bool(self.noise_augment),
-            state_file(state, "autoencoder", self.run_identity_) if state else None, progress,
-            _timed(epoch_seconds["autoencoder"], on_epoch_end), identity=self.run_identity_, plan=plan)
+            state_file(state, "autoencoder", ae_identity) if state else None, progress,
+            _timed(epoch_seconds["autoencoder"], on_epoch_end), identity=ae_identity, plan=plan)
         # stage 2, the classifier on the difference image (and z with latent_input)
         self.classifier_ = DifferenceClassifier(self.in_channels_, preset.width, preset.latent_dim, preset.stem,
                                                 bool(self.latent_input), self.inject_stage).to(self.device_)

@@ -9,8 +9,10 @@ The folder has the layout of the per-user artifacts folder
 (``<preset>/<setting>/detector_<variant>_seed<seed>.pt``, :func:`ood_helpers.artifacts.detector_relpath`),
 so what ``pretrain --out DIR`` writes is exactly what ``OOD_PRETRAINED_DIR=DIR`` reads.
 A detector already in the folder and matching (same training images, channels, configuration)
-is skipped; an interrupted run resumes where it stopped, from the per-epoch state kept beside the
-file (presets with ``checkpoint_every_epoch``), which is removed once the detector is saved.
+is skipped; an interrupted run resumes where it stopped, from the per-epoch state kept in
+``train_state/`` beside the files (presets with ``checkpoint_every_epoch``), removed once every
+detector is saved. Variants of one seed that share an autoencoder (``paper-no-aux``, ``paper``,
+``ours``) train it once: the later ones resume its finished state.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 from .api import check_seed, fingerprint
-from .artifacts import detector_relpath, get_data, load_or_train
+from .artifacts import STATE_DIR, detector_relpath, get_data, load_or_train
 from .data import CHANNELS, PAPER_SETTINGS, SETTINGS
 from .files import check_output_dir
 from .presets import get_preset
@@ -106,7 +108,7 @@ def pretrain(out_dir, preset=None, settings=NOTEBOOK_SETTINGS, seeds=(0,), varia
     for setting in dict.fromkeys(s for s, _, _ in jobs):  # every dataset is there before anything trains
         data[setting, jobs[0][1]] = get_data(setting, preset, jobs[0][1], download=download)
     print(f"pretrain: {len(jobs)} detector(s), preset {preset.name}, into '{out}'", flush=True)
-    records, start = [], time.perf_counter()
+    records, start, used_states = [], time.perf_counter(), set()
     for number, (setting, seed, variant) in enumerate(jobs, 1):
         if (setting, seed) not in data:
             data = {(setting, seed): get_data(setting, preset, seed, download=download)}
@@ -119,13 +121,14 @@ def pretrain(out_dir, preset=None, settings=NOTEBOOK_SETTINGS, seeds=(0,), varia
         _, action = load_or_train(path, wanted, current, channels, fingerprint(current.in_train),
                                   relpath.as_posix(), progress=progress, verbose=False)
         seconds = time.perf_counter() - step
-        if action != "loaded":  # saved: the state an interruption would have resumed from is done with
-            shutil.rmtree(path.parent / f"train_state_{path.stem}", ignore_errors=True)
+        used_states.add(path.parent / STATE_DIR)
         action = "present" if action == "loaded" else action
         records.append({"setting": setting, "seed": seed, "variant": variant, "file": relpath.as_posix(),
                         "action": action, "seconds": round(seconds, 1)})
         said = "present and matching, skipped" if action == "present" else f"{action} in {seconds:.0f} s"
         print(f"[{number}/{len(jobs)}] {relpath.as_posix()}: {said}", flush=True)
+    for folder in used_states:   # every detector is saved: the states an interruption would resume are done with
+        shutil.rmtree(folder, ignore_errors=True)
     trained = sum(r["action"] != "present" for r in records)
     print(f"pretrain: done in {time.perf_counter() - start:.0f} s ({trained} trained, {len(records) - trained} "
           f"already present). Students read them with: export OOD_PRETRAINED_DIR='{Path(out).resolve()}' "

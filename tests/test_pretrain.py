@@ -108,7 +108,7 @@ def test_pretrain_out_is_what_the_shared_folder_reads_read_only(toy, monkeypatch
     assert [(r["setting"], r["variant"], r["action"]) for r in records] == [
         (s, v, "trained") for s in ("mnist-cifar10", "cifar10-mnist")
         for v in ("paper-no-aux", "paper", "paper-no-noise", "ours")]
-    assert not list(shared.rglob("train_state_*")), "finished detectors keep no training state"
+    assert not list(shared.rglob("train_state*")), "finished detectors keep no training state"
     _make_read_only(shared)
     before = _snapshot(shared)
     no_writes_under.append(shared.resolve())
@@ -228,13 +228,18 @@ def test_pretrain_skips_present_detectors_and_resumes_an_interrupted_one(toy, mo
     assert (out / FILE).is_file()
     interrupted = out / "quick/mnist-cifar10/detector_paper-no-aux_seed0.pt"
     assert not interrupted.exists()
-    assert len(list((interrupted.parent / "train_state_detector_paper-no-aux_seed0").glob("autoencoder_state_*.pt"))) == 1
+    states = interrupted.parent / "train_state"
+    # paper-no-aux shares paper's autoencoder (its finished state), so it was stopped in its classifier
+    assert len(list(states.glob("autoencoder_state_*.pt"))) == 1
+    assert len(list(states.glob("classifier_state_*.pt"))) == 1
 
     records = pretrain(out, TWO_EPOCHS, settings=["mnist-cifar10"], variants=["paper", "paper-no-aux"], progress=False)
     assert [r["action"] for r in records] == ["present", "trained"]
     resumed = OODDetector.load(interrupted)
-    assert len(resumed.history_["epoch_seconds"]["autoencoder"]) == 1, "epoch 1 came from the saved state"
-    assert not (interrupted.parent / "train_state_detector_paper-no-aux_seed0").exists()
+    assert resumed.history_["epoch_seconds"]["autoencoder"] == [], "the autoencoder came from paper's finished state"
+    assert len(resumed.history_["epoch_seconds"]["classifier"]) == TWO_EPOCHS.clf_epochs - 1, \
+        "classifier epoch 1 came from the saved state"
+    assert not states.exists()
     printed = capsys.readouterr().out
     assert f"[1/2] {FILE}: present and matching, skipped" in printed
     assert "[2/2] quick/mnist-cifar10/detector_paper-no-aux_seed0.pt: trained in" in printed
