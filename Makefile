@@ -8,7 +8,7 @@ SETTINGS := mnist-cifar10 cifar10-mnist
 # the paper's two settings, then harder ones: near-OOD class splits and noisy in-distribution test images
 COMPARE_SETTINGS := $(SETTINGS) mnist-near cifar10-near mnist-cifar10+noise cifar10-mnist+noise
 
-.PHONY: setup lab test test-unit test-notebooks test-browser reproduce reproduce-ddp compare robustness paper-gpu gpu-session-pack notebooks clean pretrain benchmark-classroom
+.PHONY: setup lab test test-unit test-notebooks test-browser reproduce reproduce-ddp compare ablation robustness paper-gpu gpu-session-pack notebooks clean pretrain benchmark-classroom
 
 setup: $(STAMP)
 

@@ -733,6 +733,10 @@ def ablation_markdown(results: dict) -> str:
              f"our reimplementation of the paper (Fig. 2) and its own ablations; rows labelled *ours* add our "
              f"latent-distance term, which the paper does not have.", "",
              results["negatives"], "",
+             *([f"At the `{results['preset']}` preset every row's autoencoder, the paper's rows included, also has "
+                f"our linear path beside the ResNet (`Preset.ae_linear_path`, ood_helpers.models.Encoder), so that a "
+                f"CPU budget reconstructs CIFAR-10 at >= 20 dB; the `paper` preset has none.", ""]
+               if get_preset(results["preset"]).ae_linear_path else []),
              f"Machine: {machine['platform']} ({machine['machine']}, {machine['cpus']} CPUs, torch {machine['torch']}, "
              f"{machine['torch_threads']} torch threads, CUDA {machine['cuda_device'] or 'no'}); "
              f"wall time {results['wall_seconds'] / 60:.1f} min.", "",

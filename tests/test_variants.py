@@ -355,6 +355,10 @@ def test_ablation_writes_both_tables_with_origins_and_reuses_the_shared_folder(f
     assert "| paper's method (Fig. 2, our reimplementation) | paper's method |" in markdown
     assert "paper (reported)" in markdown and "0.5624" in markdown and "reference" in markdown
     assert NEGATIVES_NOTE in markdown and saved["command"] in markdown
+    assert "linear path" not in markdown, "TINY's autoencoder has no linear path"
+    monkeypatch.setattr(evaluation, "get_preset", get_preset)
+    assert "also has our linear path" in evaluation.ablation_markdown({**saved, "preset": "classroom"})
+    assert "linear path" not in evaluation.ablation_markdown({**saved, "preset": "paper"})
     assert "(a) Table 3, like for like" in printed and not list(folders.glob("artifacts/**/*.pt"))
 
 
