@@ -67,14 +67,25 @@ def run_pretrain(preset: str, out: Path, env: dict) -> dict:
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"pretrain failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return parse_pretrain(done.stdout, preset, wall)
+
+
+def parse_pretrain(stdout: str, preset: str, wall_seconds: float | None = None) -> dict:
+    """What a ``pretrain`` printed: every detector's action and seconds, and the wall time (measured
+    around the process, else the seconds of its closing 'pretrain: done in N s' line)."""
     detectors = []
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         match = PRETRAIN_LINE.match(line.strip())
         if match:
             detectors.append({"file": match[3], "action": match[4] or "present",
                               "seconds": int(match[5]) if match[5] else 0})
+        done = re.match(r"^pretrain: done in (\d+) s", line.strip())
+        if done and wall_seconds is None:
+            wall_seconds = float(done[1])
+    if not detectors or wall_seconds is None:
+        raise SystemExit("the pretrain output holds no detector lines or no 'pretrain: done in N s' line")
     return {"command": "python -m ood_helpers pretrain --preset " + preset + " --out <shared folder> --no-progress",
-            "wall_seconds": round(wall, 1), "detectors": detectors, "stdout_tail": done.stdout[-1500:]}
+            "wall_seconds": round(wall_seconds, 1), "detectors": detectors, "stdout_tail": stdout[-1500:]}
 
 
 def _stream_lines(notebook: Path) -> list[str]:
@@ -140,7 +151,8 @@ def markdown(results: dict) -> str:
     pre = results.get("pretrain")
     if pre:
         lines += ["## pretrain (train once)", "", f"`{pre['command']}`: {pre['wall_seconds']:.0f} s wall "
-                  f"({_minutes(pre['wall_seconds'])}) in all.", "", "| detector | action | seconds |", "| --- | --- | --- |"]
+                  f"({_minutes(pre['wall_seconds'])}) in all" + (f" (its output: `{pre['log']}`, run before this benchmark)" if pre.get("log") else "")
+                  + ".", "", "| detector | action | seconds |", "| --- | --- | --- |"]
         lines += [f"| {d['file']} | {d['action']} | {d['seconds']} |" for d in pre["detectors"]]
         lines.append("")
     for key, title in (("serial", "One kernel: the series, notebook after notebook"),):
@@ -168,9 +180,11 @@ def markdown(results: dict) -> str:
                                    f"the run stopped or is still going.", ""])
     checks = results["checks"]
     lines += ["## Checks", ""] + [f"- {name}: {'yes' if ok else 'NO'}" for name, ok in checks.items()] + [""]
-    failed = [f"{r['notebook']}: {r.get('error', '')}" for r in results["serial"]["rows"] if not r["ok"]]
+    runs = ([("one kernel", results["serial"])] if "serial" in results else []) + \
+        [(f"kernel {i + 1}", run) for i, run in enumerate(conc["runs"] if conc else [])]
+    failed = [f"{name}, {r['notebook']}: {r.get('error', '')}" for name, run in runs for r in run["rows"] if not r["ok"]]
     if failed:
-        lines += ["Notebooks that did not finish (one kernel):", ""] + [f"- {f}" for f in failed] + [""]
+        lines += ["Notebooks that did not finish:", ""] + [f"- {f}" for f in failed] + [""]
     return "\n".join(lines)
 
 
@@ -183,6 +197,10 @@ def main(argv=None) -> int:
     parser.add_argument("--notebooks", nargs="+", default=None, help="default: notebooks/0*.ipynb")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed after)")
+    parser.add_argument("--pretrain-log", default=None,
+                        help="with --pretrained: the saved output of the pretrain that made that folder, reported as step 1")
+    parser.add_argument("--no-serial", action="store_true",
+                        help="skip the one-kernel run (e.g. to run the concurrent kernels at another time)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,8 +221,13 @@ def main(argv=None) -> int:
         (out / "benchmark.json").write_text(json.dumps(results, indent=2) + "\n")
         (out / "benchmark.md").write_text(markdown(results) + "\n")
 
+    if args.pretrain_log and not args.pretrained:
+        parser.error("--pretrain-log needs --pretrained (the folder that pretrain made)")
     if args.pretrained:
         shared = Path(args.pretrained)
+        if args.pretrain_log:
+            results["pretrain"] = parse_pretrain(Path(args.pretrain_log).read_text(), args.preset)
+            results["pretrain"]["log"] = Path(args.pretrain_log).name
     else:
         shared = work / "pretrained"
         print(f"pretrain into {shared} ...", flush=True)
@@ -215,10 +238,11 @@ def main(argv=None) -> int:
     env["OOD_PRETRAINED_DIR"] = str(shared)
     before = fingerprint_folder(shared)
 
-    print("one kernel ...", flush=True)
-    results["serial"] = run_series(notebooks, work / "serial", env, args.timeout)
-    print(f"one kernel: {results['serial']['wall_seconds']:.0f} s", flush=True)
-    save("one kernel")
+    if not args.no_serial:
+        print("one kernel ...", flush=True)
+        results["serial"] = run_series(notebooks, work / "serial", env, args.timeout)
+        print(f"one kernel: {results['serial']['wall_seconds']:.0f} s", flush=True)
+        save("one kernel")
     runs = []
     if args.kernels > 0:
         print(f"{args.kernels} kernels at once ...", flush=True)
@@ -239,7 +263,7 @@ def main(argv=None) -> int:
 
     after = fingerprint_folder(shared)
     loads = check_detectors(shared, env)
-    every = [results["serial"], *runs]
+    every = ([results["serial"]] if "serial" in results else []) + runs
     rows = [row for run in every for row in run["rows"]]
     results["checks"] = {
         "every notebook finished": all(row["ok"] for row in rows),

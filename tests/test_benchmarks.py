@@ -28,3 +28,28 @@ def test_paper_preset_benchmark_fits_its_budget_and_reports_each_run(data_root, 
         assert 2 <= main["ae_epochs"] <= 100
     table = (out / "results.md").read_text()
     assert "Smoke test, not the paper preset" in table and "| probe | 1 + 1 |" in table
+
+
+def _classroom_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("classroom_benchmark", ROOT / "benchmarks" / "classroom.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_classroom_benchmark_reads_a_saved_pretrain_output():
+    classroom = _classroom_module()
+    stdout = ("pretrain: 2 detector(s), preset classroom, into '/srv/x'\n"
+              "[1/2] classroom/mnist-cifar10/detector_paper-no-aux_seed0.pt: trained in 151 s\n"
+              "[2/2] classroom/mnist-cifar10/detector_paper_seed0.pt: present and matching, skipped\n"
+              "pretrain: done in 160 s (1 trained, 1 already present). Students read them with: ...\n")
+    parsed = classroom.parse_pretrain(stdout, "classroom")
+    assert parsed["wall_seconds"] == 160.0
+    assert parsed["detectors"] == [
+        {"file": "classroom/mnist-cifar10/detector_paper-no-aux_seed0.pt", "action": "trained", "seconds": 151},
+        {"file": "classroom/mnist-cifar10/detector_paper_seed0.pt", "action": "present", "seconds": 0}]
+    assert classroom.parse_pretrain(stdout, "classroom", wall_seconds=170.5)["wall_seconds"] == 170.5
+    import pytest
+    with pytest.raises(SystemExit, match="no detector lines"):
+        classroom.parse_pretrain("pretrain: done in 3 s\n", "classroom")
