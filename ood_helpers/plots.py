@@ -735,14 +735,14 @@ def classifier_diagram(highlight=(), latent_input: bool = True, inject_stage: in
         plus = positions["plus"]
         ax.add_patch(plt.Circle((plus, y), 0.25, facecolor=st["face"], edgecolor=st["edge"], lw=st["lw"], zorder=3))
         ax.text(plus, y, "+", ha="center", va="center", fontsize=12, fontweight="bold", color=st["text"], zorder=4)
+        note = f"z enters after stage {inject_stage}" + (f"\n{shapes['inject']}" if "inject" in shapes else "")
         _box(ax, plus, 0.95, "Linear - ReLU - Linear\n(one shift per channel)", st, w=2.5, h=0.62, fontsize=8,
-             note=shapes.get("inject"))
+             note=note)
         _box(ax, plus - 2.35, 0.95, "latent z = E(I)", st, w=1.5, h=0.55, fontsize=8)
         _arrow(ax, [(plus - 1.6, 0.95), (plus - 1.25, 0.95)], st)
         _arrow(ax, [(plus, 1.26), (plus, y - 0.25)], st)
-        ax.text(plus + 0.08, 1.55, f"z enters after stage {inject_stage}", fontsize=8, color=st["edge"], ha="left")
     ax.set_xlim(0, x - step + 0.9)
-    ax.set_ylim(0.3 if latent_input else 1.45, 2.9)
+    ax.set_ylim(0.0 if latent_input else 1.45, 2.9)
     ax.set_aspect("equal")
     ax.set_axis_off()
     if title:

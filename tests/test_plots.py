@@ -54,6 +54,8 @@ def test_classifier_diagram_places_z_after_its_stage(stage):
     ax = plots.classifier_diagram(highlight="inject", inject_stage=stage, shapes={f"stage{stage}": "(64, 2, 2)"})
     texts = {text.get_text() for text in ax.texts}
     assert f"z enters after stage {stage}" in texts and "(64, 2, 2)" in texts and "+" in texts
+    ax = plots.classifier_diagram(inject_stage=stage, shapes={"inject": "z (64,) -> (16,)"})
+    assert f"z enters after stage {stage}\nz (64,) -> (16,)" in {text.get_text() for text in ax.texts}
     without = plots.classifier_diagram(latent_input=False)
     assert "+" not in {text.get_text() for text in without.texts}
 
