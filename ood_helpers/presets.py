@@ -3,7 +3,7 @@
 - ``quick``: CI and nbval; about half a minute per detector on 2 CPU cores.
 - ``classroom``: a laptop CPU, a few minutes per detector; the default. Its autoencoder has our
   linear path beside the ResNet (``ae_linear_path``; the paper has none), so that its CIFAR-10
-  reconstructions look like their inputs (mean PSNR >= 20 dB) after 12 epochs on 5,000 images.
+  reconstructions look like their inputs (mean PSNR >= 20 dB) after 12 epochs on 4,500 images.
 - ``paper``: the paper's settings (ResNet-18 width 64, Adam lr 1e-4, betas (0.9, 0.99), batch 32,
   100 epochs, MultiStepLR gamma 0.2 at epochs 40 and 80); only when chosen, best on a GPU.
 
