@@ -134,11 +134,30 @@ def check_detectors(folder: Path, env: dict) -> dict:
     code = ("import json, sys; from pathlib import Path; from ood_helpers import OODDetector\n"
             "out = {}\n"
             "for p in sorted(Path(sys.argv[1]).rglob('*.pt')):\n"
-            "    try:\n        OODDetector.load(p); out[p.relative_to(sys.argv[1]).as_posix()] = 'ok'\n"
+            "    try:\n        OODDetector.load(p, progress=False); out[p.relative_to(sys.argv[1]).as_posix()] = 'ok'\n"
             "    except Exception as err:\n        out[p.relative_to(sys.argv[1]).as_posix()] = str(err)[:200]\n"
             "print(json.dumps(out))")
     done = subprocess.run([sys.executable, "-c", code, str(folder)], env=env, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {"error": done.stderr[-500:]}
+
+
+def recorded_training(folder: Path, env: dict) -> list:
+    """The training seconds each detector file in ``folder`` recorded when it was fitted
+    (``history_``): what a ``pretrain`` spent per detector, read back when the folder was made
+    before this benchmark (``--pretrained``) without its printed output."""
+    code = ("import json, sys; from pathlib import Path; from ood_helpers import OODDetector\n"
+            "rows = []\n"
+            "for p in sorted(Path(sys.argv[1]).rglob('*.pt')):\n"
+            "    h = OODDetector.load(p, progress=False).history_\n"
+            "    rows.append({'file': p.relative_to(sys.argv[1]).as_posix(), 'seconds': round(h['train_seconds'], 1),\n"
+            "                 'autoencoder_epochs_run': len(h['epoch_seconds']['autoencoder']),\n"
+            "                 'autoencoder_seconds': round(sum(h['epoch_seconds']['autoencoder']), 1),\n"
+            "                 'classifier_seconds': round(sum(h['epoch_seconds']['classifier']), 1)})\n"
+            "print(json.dumps(rows))")
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"could not read the detector files of {folder}:\n{done.stderr[-1500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _minutes(seconds: float) -> str:
@@ -154,6 +173,18 @@ def markdown(results: dict) -> str:
                   f"({_minutes(pre['wall_seconds'])}) in all" + (f" (its output: `{pre['log']}`, run before this benchmark)" if pre.get("log") else "")
                   + ".", "", "| detector | action | seconds |", "| --- | --- | --- |"]
         lines += [f"| {d['file']} | {d['action']} | {d['seconds']} |" for d in pre["detectors"]]
+        lines.append("")
+    recorded = results.get("recorded_training")
+    if recorded:
+        total = sum(r["seconds"] for r in recorded)
+        lines += ["## Training time recorded in the pretrained folder's files", "",
+                  f"The folder (`--pretrained`) was made before this benchmark; each file records how long its fit "
+                  f"took: {total:.0f} s ({_minutes(total)}) in all. A detector that resumed the finished autoencoder "
+                  f"of another variant of its seed ran no autoencoder epoch.", "",
+                  "| detector | training seconds | autoencoder epochs run | autoencoder seconds | classifier seconds |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['file']} | {r['seconds']:.0f} | {r['autoencoder_epochs_run']} | {r['autoencoder_seconds']:.0f} | "
+                  f"{r['classifier_seconds']:.0f} |" for r in recorded]
         lines.append("")
     for key, title in (("serial", "One kernel: the series, notebook after notebook"),):
         if key not in results:
@@ -228,6 +259,8 @@ def main(argv=None) -> int:
         if args.pretrain_log:
             results["pretrain"] = parse_pretrain(Path(args.pretrain_log).read_text(), args.preset)
             results["pretrain"]["log"] = Path(args.pretrain_log).name
+        else:
+            results["recorded_training"] = recorded_training(shared, env)
     else:
         shared = work / "pretrained"
         print(f"pretrain into {shared} ...", flush=True)
