@@ -63,3 +63,21 @@ def _isolated_artifacts(tmp_path_factory):
         os.environ.pop("OOD_ARTIFACTS", None)
     else:
         os.environ["OOD_ARTIFACTS"] = previous
+
+
+def toy_data(setting: str = "mnist-cifar10", seed: int = 0):
+    """Fake OODData for a setting: dark smooth blobs in, their inverses out (no files read)."""
+    from ood_helpers import OODData
+
+    channels = 3 if setting.startswith("cifar10") else 1
+    images = smooth_images(96, channels, seed=seed) * 0.5
+    return OODData(setting, "dark", "bright", channels, images, images[:20], 1 - images[:20])
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny models run fastest (and steadiest on a shared machine) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

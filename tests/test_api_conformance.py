@@ -90,13 +90,7 @@ ALL = [_param(name) for name in SPECS]
 BUDGETED = [_param(name) for name, spec in SPECS.items() if spec.cls is not None and "budget" in spec.params]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest (and steadiest on a shared machine) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 _FITTED: dict = {}

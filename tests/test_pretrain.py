@@ -17,16 +17,13 @@ from ood_helpers import OODData, OODDetector, artifacts, pretrain as pretrain_mo
 from ood_helpers.__main__ import main
 from ood_helpers.pretrain import plan, pretrain
 from ood_helpers.variants import VARIANTS
-from conftest import TINY, smooth_images
+from conftest import TINY, smooth_images, toy_data
 
 TWO_EPOCHS = dataclasses.replace(TINY, ae_epochs=2, clf_epochs=2, checkpoint_every_epoch=True)
 FILE = "quick/mnist-cifar10/detector_paper_seed0.pt"
 
 
-def _toy_data(setting="mnist-cifar10", seed=0):
-    channels = 3 if setting.startswith("cifar10") else 1
-    images = smooth_images(96, channels, seed=seed) * 0.5
-    return OODData(setting, "dark", "bright", channels, images, images[:20], 1 - images[:20])
+_toy_data = toy_data
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import torch
 
 import ood_helpers.detector as detector_module
 import ood_helpers.evaluation as evaluation
-from conftest import TINY, smooth_images
+from conftest import TINY, smooth_images, toy_data
 from ood_helpers import CheckpointError, InputError, OODData, OODDetector, artifacts, get_preset
 from ood_helpers import pretrain as pretrain_module
 from ood_helpers import training
@@ -34,12 +34,7 @@ GRAY = smooth_images(96, 1, seed=0) * 0.5      # dark blobs in [0, 0.5]
 PROBE = torch.cat([smooth_images(8, 1, seed=7) * 0.5, 1 - smooth_images(8, 1, seed=8) * 0.5])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 _FITTED: dict = {}
@@ -210,10 +205,7 @@ def test_variants_of_one_seed_share_the_autoencoder_at_the_quick_preset():
     assert not weights_equal(without_noise, paper.autoencoder_)
 
 
-def _toy(setting="mnist-cifar10", seed=0):
-    channels = 3 if setting.startswith("cifar10") else 1
-    images = smooth_images(96, channels, seed=seed) * 0.5
-    return OODData(setting, "dark", "bright", channels, images, images[:20], 1 - images[:20])
+_toy = toy_data
 
 
 @pytest.fixture
