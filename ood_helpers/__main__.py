@@ -82,11 +82,13 @@ def _add_pretrain_arguments(parser) -> None:
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
                         help="quick, classroom or paper; default: $OOD_PRESET, else auto")
     parser.add_argument("--out", required=True, help="folder to fill (then: export OOD_PRETRAINED_DIR=<it>)")
-    parser.add_argument("--settings", nargs="+", default=list(NOTEBOOK_SETTINGS), choices=sorted(SETTINGS),
-                        metavar="SETTING", help=f"default: {' '.join(NOTEBOOK_SETTINGS)} (what the notebooks use)")
+    parser.add_argument("--settings", nargs="+", default=None, choices=sorted(SETTINGS), metavar="SETTING",
+                        help=f"default with no --variants: every detector the notebooks use (14 for one seed); "
+                             f"else {' '.join(NOTEBOOK_SETTINGS)}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
-    parser.add_argument("--variants", nargs="+", default=list(NOTEBOOK_VARIANTS), choices=tuple(VARIANTS),
-                        metavar="VARIANT", help=f"default: {' '.join(NOTEBOOK_VARIANTS)}")
+    parser.add_argument("--variants", nargs="+", default=None, choices=tuple(VARIANTS), metavar="VARIANT",
+                        help=f"default with no --settings: every detector the notebooks use; else "
+                             f"{' '.join(NOTEBOOK_VARIANTS)}")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 

@@ -30,19 +30,20 @@ import torch
 from . import distributed, metrics
 from .api import DEFAULT_BATCH_SIZE, BaseDetector, NotFittedError, fingerprint, seeded, split_held_out
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .models import AutoEncoder, DifferenceClassifier
+from .models import AutoEncoder, DifferenceClassifier, RotationNet
 from .noise import NoiseAugment
 from .outliers import apply_family, families_for
 from .presets import Preset, get_preset
 from .training import (difference_image, pick_device, state_file, train_autoencoder, train_classifier,
-                       training_plan)
+                       train_rotation, training_plan)
 from .validation import InputError, as_image_batch, check_batch_size, iter_image_batches
 from .variants import variant_of
 
 DETECTOR_FORMAT = "ood_helpers.detector"
 # 3: latent_input (the paper's z injection) and latent_distance (our Mahalanobis term) are separate
 # switches; the latent density is stored only with latent_distance
-DETECTOR_VERSION = 3
+# 4: two more synthetic outlier families (pixel_shuffle, flat) and a two-sided latent term
+DETECTOR_VERSION = 4
 AE_DIFFERENCE_FORMAT = "ood_helpers.autoencoder_difference"
 
 __all__ = ["OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "NotFittedError", "read_detector_file",
@@ -54,12 +55,16 @@ class ScoreCalibration:
     """How the parts of the score are put on one scale: mean and standard deviation (> 0) of the
     classifier logit and, with ``latent_distance`` (ours), of the latent Mahalanobis distance on
     held-out in-distribution images. ``latent_mean`` and ``latent_std`` are None for a detector
-    without ``latent_distance`` (the paper's method), whose score has no latent term."""
+    without ``latent_distance`` (the paper's method), whose score has no latent term;
+    ``rotation_mean`` and ``rotation_std`` (of the rotation score, ours) are None without
+    ``rotation_score``."""
 
     classifier_mean: float = 0.0
     classifier_std: float = 1.0
     latent_mean: float | None = 0.0
     latent_std: float | None = 1.0
+    rotation_mean: float | None = None
+    rotation_std: float | None = None
 
     def as_dict(self) -> dict:
         """The four numbers by name."""
@@ -74,7 +79,8 @@ def _package_version() -> str:
 
 _SWITCH_HINTS = {"latent_input": "True injects z into the classifier (the paper's auxiliary input)",
                  "latent_distance": "True adds our latent-distance term to the score, False gives the paper's score",
-                 "noise_augment": "True trains with the paper's noise-addition augmentation"}
+                 "noise_augment": "True trains with the paper's noise-addition augmentation",
+                 "rotation_score": "True adds our rotation-prediction score (semantic novelty, notebook 08)"}
 
 
 def _check_bool(value, name: str) -> bool:
@@ -104,7 +110,8 @@ def _require(payload: dict, keys, path):
                               f"file. Fix: delete it and retrain.")
 
 
-_DETECTOR_KEYS = ("config", "in_channels", "run_identity", "autoencoder", "classifier", "latent_mean",
+_DETECTOR_KEYS = ("config", "in_channels", "run_identity", "autoencoder", "classifier", "rotation_net",
+                  "rotation_mean", "rotation_precision", "latent_mean",
                   "latent_precision", "calibration", "threshold", "held_out_scores", "history", "validation",
                   "n_train", "train_fingerprint")
 
@@ -141,14 +148,13 @@ def read_detector_file(path, in_channels: int | None = None, preset=None) -> dic
     payload = load_checkpoint(path, DETECTOR_FORMAT)
     version = payload.get("version")
     if version != DETECTOR_VERSION:
-        why = (" (since version 3 the paper's z injection, latent_input, and our latent-distance term, "
-               "latent_distance, are separate switches, and files are named by variant: paper, ours, ...)"
-               if isinstance(version, int) and version < 3 else "")
+        why = (" (since version 4 the classifier also learns that an image of noise or of one colour is out, "
+               "and our latent term is two-sided)" if isinstance(version, int) and version < 4 else "")
         raise CheckpointError(f"'{path}' is a detector file of version {version!r}; this ood_helpers reads version "
                               f"{DETECTOR_VERSION}{why}. Fix: delete it and re-run pretrain (python -m ood_helpers "
                               f"pretrain --out <folder>), or let artifacts.get_detector retrain it.")
     _require(payload, _DETECTOR_KEYS, path)
-    _require(payload["config"], ("latent_input", "latent_distance", "noise_augment"), path)
+    _require(payload["config"], ("latent_input", "latent_distance", "noise_augment", "rotation_score"), path)
     payload = dict(payload)
     config = payload["config"] = dict(payload["config"])
     try:
@@ -190,7 +196,8 @@ def _autoencoder_from(payload: dict, path, device) -> AutoEncoder:
 
 # -- the autoencoder stage, reusable alone ------------------------------------------------------------
 # the parameters that shape only the classifier stage and the score, never the autoencoder
-CLASSIFIER_ONLY = ("latent_input", "latent_distance", "inject_stage", "outlier_families", "threshold_quantile")
+CLASSIFIER_ONLY = ("latent_input", "latent_distance", "rotation_score", "inject_stage", "outlier_families",
+                   "threshold_quantile")
 
 
 def autoencoder_identity(identity: dict) -> dict:
@@ -342,6 +349,15 @@ class OODDetector(BaseDetector):
     noise_augment : bool
         The paper's noise-addition augmentation on the autoencoder's inputs and on both
         classifier classes (False = the paper's ablation "w/o data augmentation", Table 3).
+    rotation_score : bool
+        Ours, not in the paper (default False): also train a :class:`~ood_helpers.models.RotationNet`
+        to predict which of four rotations an in-distribution image was turned by (Gidaris et
+        al. 2018; for OOD detection Hendrycks et al. 2019) and add the standardised Ledoit-Wolf
+        Mahalanobis distance of the image's features in that network (the self-supervised
+        feature distance of SSD, Sehwag et al. 2021) to the score. Features learned to tell
+        which way is up carry some of what the objects are, which reconstruction does not; it
+        costs ``preset.rotation_epochs`` more epochs of training and one more forward pass per
+        scored image (notebook 08).
     inject_stage : {1, 2, 3, 4}
         The classifier stage after which z is added (with ``latent_input``; the paper says "an
         intermediate stage" without naming it).
@@ -365,6 +381,12 @@ class OODDetector(BaseDetector):
     autoencoder_ : ood_helpers.models.AutoEncoder
     classifier_ : ood_helpers.models.DifferenceClassifier
         With an ``inject`` module (``classifier_.trunk.inject``) only when ``latent_input``.
+    rotation_net_ : ood_helpers.models.RotationNet or None
+        Only with ``rotation_score``; trained on all training images that are not held out.
+    rotation_mean_ : torch.Tensor (8 * width,) or None
+    rotation_precision_ : torch.Tensor (8 * width, 8 * width) or None
+        Ledoit-Wolf mean and inverse covariance of the rotation network's pooled features on
+        those images; None without ``rotation_score``.
     latent_mean_ : torch.Tensor (latent_dim,) or None
     latent_precision_ : torch.Tensor (latent_dim, latent_dim) or None
         Ledoit-Wolf estimate of the mean and inverse covariance of z on the classifier's training
@@ -378,8 +400,9 @@ class OODDetector(BaseDetector):
     validation_ : dict
         Held-out AUROC against each synthetic outlier family.
     held_out_scores_ : dict of numpy arrays (n_held_out,)
-        ``score``, ``classifier`` and ``difference_l1`` on the held-out images, and ``latent``
-        (the Mahalanobis distance) only with ``latent_distance``.
+        ``score``, ``classifier`` and ``difference_l1`` on the held-out images, ``latent``
+        (the Mahalanobis distance) only with ``latent_distance`` and ``rotation`` only with
+        ``rotation_score``.
     run_identity_ : dict
         Everything that defines the run (``config``, ``variant``: the key of
         :data:`ood_helpers.variants.VARIANTS` or None), with fingerprints of the training and
@@ -392,12 +415,17 @@ class OODDetector(BaseDetector):
     .. math::
 
         s(x) = \frac{c(|x - D(z)|, z) - \mu_c}{\sigma_c}
-               + \underbrace{\frac{(z - \mu_z)^\top \Sigma_z^{-1} (z - \mu_z) - \mu_m}{\sigma_m}}_{\text{ours, only with latent\_distance}}
+               + \underbrace{\frac{\left|(z - \mu_z)^\top \Sigma_z^{-1} (z - \mu_z) - \mu_m\right|}{\sigma_m}}_{\text{ours, only with latent\_distance}}
 
     where :math:`c` is the classifier's logit (the paper's Figure 2 and equation 2; it receives
     :math:`z` only with ``latent_input``), :math:`\mu_z, \Sigma_z` the mean and Ledoit-Wolf
     covariance of training latents (our addition), and :math:`\mu_c, \sigma_c, \mu_m, \sigma_m`
-    the :class:`ScoreCalibration`. Without ``latent_distance`` (the paper's method) the score is
+    the :class:`ScoreCalibration`. With ``rotation_score`` (ours) the standardised distance
+    :math:`(m_{rot}(x) - \mu_r) / \sigma_r` is added as well, :math:`m_{rot}` the Mahalanobis
+    distance of the rotation network's features of :math:`x`. The latent term is two-sided, a typicality test (Nalisnick et
+    al., 2019): an image without content (noise, one colour) encodes *closer* to :math:`\mu_z` than
+    real images do, so a distance atypically small counts as out too, and a noisy in-distribution
+    image, whose distance grows only a little, is not pushed out. Without ``latent_distance`` (the paper's method) the score is
     the standardised logit alone, a monotone function of the paper's classifier output, so its
     AUROC is the paper's score's. Higher = more out-of-distribution.
     """
@@ -405,14 +433,15 @@ class OODDetector(BaseDetector):
     name = "ours"
 
     def __init__(self, in_channels=None, preset="quick", seed=0, latent_input=True, latent_distance=True,
-                 noise_augment=True, inject_stage=2, outlier_families=None, threshold_quantile=0.95,
-                 held_out_fraction=0.1, device=None, progress=True):
+                 noise_augment=True, rotation_score=False, inject_stage=2, outlier_families=None,
+                 threshold_quantile=0.95, held_out_fraction=0.1, device=None, progress=True):
         self.in_channels = in_channels
         self.preset = preset
         self.seed = seed
         self.latent_input = latent_input
         self.latent_distance = latent_distance
         self.noise_augment = noise_augment
+        self.rotation_score = rotation_score
         self.inject_stage = inject_stage
         self.outlier_families = outlier_families
         self.threshold_quantile = threshold_quantile
@@ -427,6 +456,7 @@ class OODDetector(BaseDetector):
         _check_bool(self.latent_input, "latent_input")
         _check_bool(self.latent_distance, "latent_distance")
         _check_bool(self.noise_augment, "noise_augment")
+        _check_bool(self.rotation_score, "rotation_score")
         if isinstance(self.inject_stage, bool) or self.inject_stage not in (1, 2, 3, 4):
             raise InputError(f"inject_stage: expected 1, 2, 3 or 4, got {self.inject_stage!r}.")
         pick_device(self.device)
@@ -499,6 +529,8 @@ class OODDetector(BaseDetector):
 
         start = time.perf_counter()
         epoch_seconds = {"autoencoder": [], "classifier": []}
+        if self.rotation_score:
+            epoch_seconds["rotation"] = []
         # stage 1, the autoencoder: the same for every latent_input / latent_distance (fit_autoencoder
         # runs this stage alone); nothing in it draws from torch's global generator after the weights
         # its state is named by what shapes it alone, so the variants of one run that share it
@@ -520,15 +552,31 @@ class OODDetector(BaseDetector):
         self.latent_mean_ = self.latent_precision_ = None
         if self.latent_distance:
             self._fit_latent_density(clf_part)
-        self.calibration_ = ScoreCalibration()
+        # stage 4 (ours, only with rotation_score): the rotation-prediction network, on every training
+        # image (it shares nothing with the autoencoder, so it may see the autoencoder's half too)
+        self.rotation_net_, rotation_loss = None, None
+        if self.rotation_score:
+            self.rotation_net_ = RotationNet(self.in_channels_, preset.width, preset.stem).to(self.device_)
+            rotation_loss = train_rotation(
+                self.rotation_net_, train, preset, generator, self.device_, noise,
+                state_file(state, "rotation", self.run_identity_) if state else None, progress,
+                _timed(epoch_seconds["rotation"], on_epoch_end), identity=self.run_identity_, plan=plan)
+            self.rotation_mean_, self.rotation_precision_ = self._fit_density(
+                lambda batch: self.rotation_net_.eval().trunk(batch), train)
+        else:
+            self.rotation_mean_ = self.rotation_precision_ = None
+        self.calibration_ = ScoreCalibration(rotation_mean=0.0 if self.rotation_score else None,
+                                             rotation_std=1.0 if self.rotation_score else None)
         held = self.score_components(held_out, _fitted_check=False)
-        latent = ((float(held["latent"].mean()), max(float(held["latent"].std()), 1e-6)) if self.latent_distance
-                  else (None, None))
-        self.calibration_ = ScoreCalibration(float(held["classifier"].mean()),
-                                             max(float(held["classifier"].std()), 1e-6), *latent)
+
+        def mean_std(key):
+            return (float(held[key].mean()), max(float(held[key].std()), 1e-6))
+        self.calibration_ = ScoreCalibration(*mean_std("classifier"),
+                                             *(mean_std("latent") if self.latent_distance else (None, None)),
+                                             *(mean_std("rotation") if self.rotation_score else (None, None)))
         self.held_out_scores_ = {key: self._combine(held) if key == "score" else held[key]
                                  for key in self._held_out_keys()}
-        self.history_ = {"autoencoder_l1": ae_loss, "classifier_ce": clf_loss,
+        self.history_ = {"autoencoder_l1": ae_loss, "classifier_ce": clf_loss, "rotation_ce": rotation_loss,
                          "train_seconds": time.perf_counter() - start, "epoch_seconds": epoch_seconds,
                          "n_images": {"autoencoder": len(ae_part), "classifier": len(clf_part),
                                       "held_out": len(held_out)}, "training": plan.as_dict()}
@@ -537,19 +585,21 @@ class OODDetector(BaseDetector):
                             for family in families_for(self.in_channels_)}
 
     def _held_out_keys(self) -> tuple:
-        return ("score", "classifier", "latent", "difference_l1") if self.latent_distance else (
-            "score", "classifier", "difference_l1")
+        return ("score", "classifier") + (("latent",) if self.latent_distance else ()) + (
+            ("rotation",) if self.rotation_score else ()) + ("difference_l1",)
+
+    def _fit_latent_density(self, images: torch.Tensor):
+        self.autoencoder_.eval()
+        self.latent_mean_, self.latent_precision_ = self._fit_density(self.autoencoder_.encoder, images)
 
     @torch.no_grad()
-    def _fit_latent_density(self, images: torch.Tensor):
+    def _fit_density(self, features, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ledoit-Wolf mean and precision of ``features(batch)`` over ``images``, batch by batch."""
         from sklearn.covariance import LedoitWolf
 
-        self.autoencoder_.eval()
-        z = torch.cat([self.autoencoder_.encoder(batch.to(self.device_)).double().cpu()
-                       for batch in images.split(DEFAULT_BATCH_SIZE)])
-        estimate = LedoitWolf().fit(z.numpy())
-        self.latent_mean_ = torch.from_numpy(estimate.location_).float()
-        self.latent_precision_ = torch.from_numpy(estimate.precision_).float()
+        values = torch.cat([features(batch.to(self.device_)).double().cpu() for batch in images.split(DEFAULT_BATCH_SIZE)])
+        estimate = LedoitWolf().fit(values.numpy())
+        return torch.from_numpy(estimate.location_).float(), torch.from_numpy(estimate.precision_).float()
 
     # -- scoring ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -565,15 +615,21 @@ class OODDetector(BaseDetector):
         if self.latent_distance:
             centred = z.float().cpu() - self.latent_mean_
             parts["latent"] = ((centred @ self.latent_precision_) * centred).sum(1)
+        if self.rotation_score:
+            self.rotation_net_.eval()
+            centred = self.rotation_net_.trunk(batch).float().cpu() - self.rotation_mean_
+            parts["rotation"] = ((centred @ self.rotation_precision_) * centred).sum(1)
         return parts
 
     def _combine(self, parts: dict) -> np.ndarray:
-        """The score: the standardised logit (the paper's), plus the standardised latent distance
-        only with ``latent_distance`` (ours)."""
+        """The score: the standardised logit (the paper's), plus, only with ``latent_distance`` (ours),
+        how far the latent distance is from its typical held-out value, in held-out standard deviations."""
         calibration = self.calibration_
         score = (np.asarray(parts["classifier"], np.float64) - calibration.classifier_mean) / calibration.classifier_std
         if self.latent_distance:
-            score = score + (np.asarray(parts["latent"], np.float64) - calibration.latent_mean) / calibration.latent_std
+            score = score + np.abs(np.asarray(parts["latent"], np.float64) - calibration.latent_mean) / calibration.latent_std
+        if self.rotation_score:
+            score = score + (np.asarray(parts["rotation"], np.float64) - calibration.rotation_mean) / calibration.rotation_std
         return score
 
     def _decision_batch(self, batch):
@@ -594,8 +650,10 @@ class OODDetector(BaseDetector):
             numpy float64 arrays (N,), higher = more out-of-distribution: ``score`` (what
             :meth:`decision_function` returns), ``classifier`` (the logit :math:`c`, unbounded),
             ``difference_l1`` / ``difference_l2`` (mean absolute / squared difference image, in
-            [0, 1]), and ``latent`` (Mahalanobis distance of z, >= 0; ours, only with
-            ``latent_distance``); and ``z``, a float32 tensor (N, latent_dim).
+            [0, 1]), ``latent`` (Mahalanobis distance of z, >= 0; ours, only with
+            ``latent_distance``) and ``rotation`` (Mahalanobis distance of the rotation network's
+            features, >= 0; ours, only with ``rotation_score``); and ``z``, a float32 tensor
+            (N, latent_dim).
 
         Raises
         ------
@@ -604,8 +662,8 @@ class OODDetector(BaseDetector):
         if _fitted_check:
             self._check_fitted("score_components")
         batch_size = check_batch_size(batch_size)
-        keys = ("classifier", "latent", "difference_l1", "difference_l2", "z") if self.latent_distance else (
-            "classifier", "difference_l1", "difference_l2", "z")
+        keys = ("classifier",) + (("latent",) if self.latent_distance else ()) + (
+            ("rotation",) if self.rotation_score else ()) + ("difference_l1", "difference_l2", "z")
         pieces = {key: [] for key in keys}
         for batch in iter_image_batches(images, self.in_channels_, "images", batch_size):
             parts = self._parts(batch)
@@ -670,6 +728,8 @@ class OODDetector(BaseDetector):
             "format": DETECTOR_FORMAT, "version": DETECTOR_VERSION, "config": params,
             "in_channels": self.in_channels_, "run_identity": self.run_identity_,
             "autoencoder": self.autoencoder_.state_dict(), "classifier": self.classifier_.state_dict(),
+            "rotation_net": None if self.rotation_net_ is None else self.rotation_net_.state_dict(),
+            "rotation_mean": self.rotation_mean_, "rotation_precision": self.rotation_precision_,
             "latent_mean": self.latent_mean_, "latent_precision": self.latent_precision_,
             "calibration": self.calibration_.as_dict(), "threshold": self.threshold_,
             "held_out_scores": {key: torch.from_numpy(np.asarray(value)) for key, value in self.held_out_scores_.items()},
@@ -715,6 +775,15 @@ class OODDetector(BaseDetector):
             detector.classifier_.load_state_dict(payload["classifier"])
             detector.autoencoder_.to(detector.device_).eval()
             detector.classifier_.to(detector.device_).eval()
+            detector.rotation_net_ = None
+            if detector.rotation_score:
+                detector.rotation_net_ = RotationNet(channels, p.width, p.stem)
+                detector.rotation_net_.load_state_dict(payload["rotation_net"])
+                detector.rotation_net_.to(detector.device_).eval()
+                detector.rotation_mean_ = payload["rotation_mean"].float()
+                detector.rotation_precision_ = payload["rotation_precision"].float()
+            else:
+                detector.rotation_mean_ = detector.rotation_precision_ = None
             if detector.latent_distance:
                 detector.latent_mean_ = payload["latent_mean"].float()
                 detector.latent_precision_ = payload["latent_precision"].float()

@@ -24,6 +24,10 @@ and ``cifar10-mnist+noise``: the in-distribution *test* images are corrupted wit
 of standard deviation 0.05, 0.1 and 0.2 (seeded) and still count as in-distribution; the
 out-of-distribution set is the paper's. One row group per noise level (after the clean one)
 reports how well each detector still separates noisy in-distribution images from real outliers.
+
+Every setting without noise also gets the far-OOD sanity groups (:mod:`ood_helpers.far_ood`):
+the clean in-distribution test images against uniform noise, Gaussian noise and constant-colour
+images, one row group each. A detector tuned to the paper's pair can fail them badly.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from .artifacts import get_data, get_detector
 from .baselines import BASELINES, PYOD_BASELINES, PYOD_MISSING, MeanIntensityDetector, make_detector, pyod_available
 from .data import SETTINGS, OODData, data_root, load_setting
 from .detector import AutoencoderDifferenceDetector
+from .far_ood import FAR_OOD_SETS, far_ood_suite
 from .files import atomic_output_dir, check_output_dir
 from .noise import NOISE_FAMILIES, add_noise
 from .paper import PAPER_REPORTED, PAPER_SETTINGS, REPORTED_IN
@@ -61,7 +66,7 @@ COMPARE_SETTINGS = tuple(SETTINGS) + tuple(NOISY_SETTINGS)
 
 # the variants of ood_helpers.variants that compare runs: the paper's method and ours, one row each
 # (their ablations are measured by ``ablation``)
-COMPARE_VARIANTS = ("paper", "ours")
+COMPARE_VARIANTS = ("paper", "ours", "ours-rotation")
 AE_DIFFERENCE = "ae-difference"
 LABELS = {**{key: VARIANTS[key].label for key in COMPARE_VARIANTS},
           AE_DIFFERENCE: "autoencoder difference (mean |I - D(E(I))|)",
@@ -118,13 +123,25 @@ def _shell_command(arguments) -> str:
 
 
 # -- one run ----------------------------------------------------------------------------------------
-def _test_sets(data, levels) -> dict:
-    """Group name -> in-distribution test images (clean first, then one noisy copy per level)."""
-    sets = {"clean": data.in_test}
+FAR_OOD_PREFIX = "far-OOD: "
+
+
+def _test_sets(data, levels, far_ood: bool) -> tuple[dict, list]:
+    """Every test image set, scored once each (name -> images), and the row groups as (group
+    name, in-set name, out-set name): clean first, then one noisy in-distribution copy per level
+    against the setting's outliers, then (``far_ood``) the clean images against each far-OOD set."""
+    sets = {"in": data.in_test, "out": data.out_test}
+    groups = [("clean", "in", "out")]
     for index, level in enumerate(levels):
         generator = torch.Generator().manual_seed(NOISE_SEED + index)
-        sets[f"gaussian noise {level:g}"] = add_noise(data.in_test, "gaussian", level, generator)
-    return sets
+        name = f"gaussian noise {level:g}"
+        sets[name] = add_noise(data.in_test, "gaussian", level, generator)
+        groups.append((name, name, "out"))
+    if far_ood:
+        for name, images in far_ood_suite(data.channels, len(data.in_test)).items():
+            sets[FAR_OOD_PREFIX + name] = images
+            groups.append((FAR_OOD_PREFIX + name, "in", FAR_OOD_PREFIX + name))
+    return sets, groups
 
 
 def fitted_detector(key: str, setting: str, data: OODData, preset: str, seed: int, progress: bool = True,
@@ -157,11 +174,10 @@ def fitted_detector(key: str, setting: str, data: OODData, preset: str, seed: in
     return detector, time.perf_counter() - begin, ""
 
 
-def _score_all(score, in_sets: dict, out_test) -> tuple[dict, np.ndarray, float]:
+def _score_all(score, sets: dict) -> tuple[dict, float]:
     start = time.perf_counter()
-    out_scores = score(out_test)
-    in_scores = {group: score(images) for group, images in in_sets.items()}
-    return in_scores, out_scores, time.perf_counter() - start
+    scores = {name: score(images) for name, images in sets.items()}
+    return scores, time.perf_counter() - start
 
 
 def _mean(values):
@@ -209,6 +225,7 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
     keys = requested if requested is not None else list(DETECTORS)
     base_setting = NOISY_SETTINGS.get(setting, setting)
     levels = NOISE_LEVELS if setting in NOISY_SETTINGS else ()
+    far_ood = setting not in NOISY_SETTINGS
     train_limit = get_preset(preset).train_limit
 
     skipped = {}
@@ -223,7 +240,7 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
     jobs = tqdm(total=len(seeds) * len(run_keys), desc="compare", disable=not progress)
     for seed_index, seed in enumerate(seeds):
         data = load_setting(base_setting, train_limit=train_limit, seed=seed)
-        in_sets = _test_sets(data, levels)
+        sets, test_groups = _test_sets(data, levels, far_ood)
         fitted_ours = {}
         for key in run_keys:
             if key in skipped:  # a peer that failed on an earlier seed
@@ -233,7 +250,7 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
                 detector, train_seconds, note = fitted_detector(key, base_setting, data, preset, seed, progress,
                                                                 fitted_ours)
                 score = detector.decision_function
-                in_scores, out_scores, score_seconds = _score_all(score, in_sets, data.out_test)
+                scores, score_seconds = _score_all(score, sets)
             except Exception as err:  # an external peer's failure must not sink a long run
                 if key not in PYOD_BASELINES:
                     raise
@@ -244,20 +261,21 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
                 jobs.update(len(seeds) - seed_index)
                 continue
             record = per_seed[key]
-            record["metrics"].append({group: metrics.summarize(in_scores[group], out_scores) for group in in_sets})
+            record["metrics"].append({group: metrics.summarize(scores[in_key], scores[out_key])
+                                      for group, in_key, out_key in test_groups})
             record["train"].append(train_seconds)
             record["score"].append(score_seconds)
             if note:
                 record["notes"].add(note)
             if seed_index == 0:
-                for group in in_sets:
-                    roc.setdefault(group, {})[LABELS[key]] = (in_scores[group], out_scores)
+                for group, in_key, out_key in test_groups:
+                    roc.setdefault(group, {})[LABELS[key]] = (scores[in_key], scores[out_key])
             jobs.update(1)
     jobs.close()
 
     paper = PAPER_REPORTED.get(base_setting, {})
     groups = []
-    for group in _test_sets_names(levels):
+    for group, in_key, out_key in test_groups:
         rows = []
         for key in run_keys:
             if key not in per_seed:
@@ -274,14 +292,18 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
                 "paper_reported": paper.get(key) if group == "clean" else None,
                 "note": "; ".join(sorted(record["notes"])),
             })
-        groups.append({"name": group, "noise_level": _level_of(group),
-                       "in_images": len(data.in_test), "out_images": len(data.out_test), "rows": rows})
+        far = out_key.startswith(FAR_OOD_PREFIX)
+        groups.append({"name": group, "kind": "far-OOD" if far else ("noisy" if in_key != "in" else "clean"),
+                       "noise_level": _level_of(group),
+                       "out_set": out_key.removeprefix(FAR_OOD_PREFIX) if far else data.out_name,
+                       "in_images": len(sets[in_key]), "out_images": len(sets[out_key]), "rows": rows})
 
     results = {
         "setting": setting, "base_setting": base_setting,
         "in_distribution": data.in_name, "out_of_distribution": data.out_name,
         "preset": preset, "seeds": seeds, "detectors": keys,
         "noise_levels": list(levels), "noise_family": "gaussian" if levels else None,
+        "far_ood_sets": list(FAR_OOD_SETS) if far_ood else [],
         "train_images": len(data.in_train),
         "command": command_line(setting, preset, seeds, out_dir, None if requested is None else keys),
         "groups": groups,
@@ -298,12 +320,38 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
     return results
 
 
-def _test_sets_names(levels) -> list[str]:
-    return ["clean"] + [f"gaussian noise {level:g}" for level in levels]
-
-
 def _level_of(group: str) -> float:
-    return 0.0 if group == "clean" else float(group.rsplit(" ", 1)[1])
+    return float(group.rsplit(" ", 1)[1]) if group.startswith("gaussian noise ") else 0.0
+
+
+def against_clean(detector, in_test, test_sets: dict) -> dict:
+    """How a fitted detector treats each of ``test_sets`` next to the clean in-distribution test
+    images: the AUROC of the set against them, and the share of the set flagged at the detector's
+    ``threshold_`` (which keeps ``threshold_quantile`` of held-out in-distribution images in).
+
+    Parameters
+    ----------
+    detector : a fitted detector with ``decision_function`` and ``threshold_``
+    in_test : (N, C, 32, 32) clean in-distribution test images
+    test_sets : dict of str -> (M, C, 32, 32) images
+        E.g. noisy in-distribution images (should stay in: AUROC near 0.5, about 5% flagged) and
+        far-OOD sets (:func:`ood_helpers.far_ood.far_ood_suite`; should be out: AUROC near 1).
+
+    Returns
+    -------
+    dict of str -> {"auroc": float in [0, 1], "flagged": float in [0, 1]}
+
+    Raises
+    ------
+    InputError, NotFittedError
+        From the detector, for bad images or an unfitted detector.
+    """
+    clean = detector.decision_function(in_test)
+    results = {}
+    for name, images in test_sets.items():
+        scores = detector.decision_function(images)
+        results[name] = {"auroc": metrics.auroc(clean, scores), "flagged": float(np.mean(scores > detector.threshold_))}
+    return results
 
 
 # -- output -----------------------------------------------------------------------------------------
@@ -312,6 +360,9 @@ def _group_title(results: dict, group: dict) -> str:
             f"preset {results['preset']}, seeds {' '.join(map(str, results['seeds']))}")
     if group["name"] == "clean":
         return f"{head} — clean in-distribution test images"
+    if group.get("kind") == "far-OOD":
+        return (f"{head} — far-OOD sanity set: clean in-distribution test images against {group['out_set']} "
+                f"(synthetic, never seen in training)")
     return (f"{head} — in-distribution test images + Gaussian noise (std {group['noise_level']:g}), "
             f"still counted as in-distribution")
 
@@ -360,6 +411,11 @@ def _markdown(results: dict) -> str:
                   f"*{VARIANTS['paper'].label}*; the paper has no number for *{VARIANTS['ours'].label}*.", ""]
     else:
         parts += [f"The paper reports no numbers for this setting, so *{PAPER_COLUMN}* is empty.", ""]
+    if results.get("far_ood_sets"):
+        parts += [f"The far-OOD groups score the clean in-distribution test images against synthetic sanity sets "
+                  f"({', '.join(results['far_ood_sets'])}; {results['groups'][0]['in_images']} images each, "
+                  f"seeded, ood_helpers.far_ood) instead of {results['out_of_distribution']}: images with no "
+                  f"in-distribution content that every detector should flag.", ""]
     if results["noise_levels"]:
         parts += [f"The noisy groups add Gaussian noise (std {', '.join(map(str, results['noise_levels']))}, seeded) "
                   f"to the in-distribution test images only; they still count as in-distribution.", ""]

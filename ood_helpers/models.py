@@ -179,6 +179,49 @@ class DifferenceClassifier(nn.Module):
         return _float32(self.fc, self.trunk(difference, z if self.latent_input else None)).squeeze(1)
 
 
+ROTATIONS = (0, 90, 180, 270)   # degrees, counter-clockwise; label k means k quarter turns
+
+
+def rotate_batch(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image in each of the four rotations (the pretext task of Gidaris et al. 2018).
+
+    Parameters
+    ----------
+    images : torch.Tensor (N, C, H, W) with H == W
+
+    Returns
+    -------
+    (torch.Tensor (4N, C, H, W), torch.Tensor (4N,) int64)
+        Block k (rows k N to (k + 1) N - 1) is every image turned by k * 90 degrees
+        counter-clockwise, and its label is k.
+    """
+    rotated = torch.cat([torch.rot90(images, k, (2, 3)) for k in range(len(ROTATIONS))])
+    labels = torch.arange(len(ROTATIONS), device=images.device).repeat_interleave(len(images))
+    return rotated, labels
+
+
+class RotationNet(nn.Module):
+    """Ours, not the paper's: a ResNet-18-topology network that predicts by how many quarter turns
+    an image was rotated (Gidaris et al. 2018), trained on in-distribution images only.
+
+    To predict that a cat is upside down it must know what an upright cat looks like, so its loss
+    measures semantic familiarity that reconstruction does not (Hendrycks et al. 2019, "Using
+    self-supervised learning can improve model robustness and uncertainty").
+
+    ``forward(images)`` maps (N, C, 32, 32) in [0, 1] to logits (N, 4) over the rotations of
+    :data:`ROTATIONS`.
+    """
+
+    def __init__(self, in_channels: int, width: int = 64, stem: str = "cifar"):
+        super().__init__()
+        self.trunk = ResNetTrunk(in_channels, width, stem)
+        self.fc = nn.Linear(self.trunk.out_features, len(ROTATIONS))
+
+    def forward(self, images):
+        """Images (N, C, 32, 32) -> rotation logits (N, 4)."""
+        return _float32(self.fc, self.trunk(images))
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

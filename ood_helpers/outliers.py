@@ -16,11 +16,21 @@ dataset looks like:
 - ``posterize``: two intensity levels per channel (an image simpler than the data).
 - ``edges``: the Sobel edge map, thin bright lines on black (structure without texture).
 - ``smooth``: only the coarsest 4x4 content kept (an image smoother than the data).
+- ``pixel_shuffle``: every pixel moved to a random place (the image's colours, none of its
+  structure: an image that *is* noise rather than an image *with* noise).
+- ``flat``: the image's mean colour at every pixel (no content at all: the limit of ``smooth``).
 
 The last four cover images *simpler and smoother* than the training data: an autoencoder
 reconstructs such images well, so reconstruction error alone calls them normal (the failure the
 paper's CIFAR-10 -> MNIST number hides). Noise and blur are deliberately *not* outlier families:
 they are nuisances (see ``noise.py``) and a noisy in-distribution image should still count as in.
+``pixel_shuffle`` and ``flat`` draw the other side of that line: noise *on* a normal image keeps
+the image's content and is in; an image with no content left, only the statistics of its pixels
+(shuffled: noise; averaged: one colour), is out. Without them, a classifier taught by noise
+augmentation that noise is harmless calls pure noise "in" (measured: see the far-OOD groups of
+``python -m ood_helpers compare``). They are close kin of the far-OOD sanity sets of
+:mod:`ood_helpers.far_ood` (noise images, one-colour images), which is the point: they teach the
+kind "no in-distribution content", made from training images, never from those test sets.
 
 Two implementations: :func:`make_outliers` (the reference, on the CPU, family by family and, for
 cutpaste and patch_shuffle, image by image) and :func:`make_outliers_batched` (the fast path of
@@ -38,7 +48,9 @@ import torch.nn.functional as F
 from .validation import InputError, as_image_batch
 
 OUTLIER_FAMILIES = ("cutpaste", "mixup", "invert", "patch_shuffle", "grayscale", "exposure",
-                    "posterize", "edges", "smooth")
+                    "posterize", "edges", "smooth", "pixel_shuffle", "flat")
+# the families before pixel_shuffle and flat (ood_helpers 0.2): the stored CPU reference losses were made with them
+LEGACY_FAMILIES = OUTLIER_FAMILIES[:9]
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 
@@ -160,7 +172,28 @@ def smooth(x, generator=None):
     return F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-_MAKERS = {f.__name__: f for f in (cutpaste, mixup, invert, patch_shuffle, grayscale, exposure, posterize, edges, smooth)}
+def pixel_shuffle(x, generator=None):
+    """Every pixel moved to a random place (one permutation per image, shared by its channels): the
+    image's colour histogram without any of its spatial structure, an image that is only noise.
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
+    n, c, h, w = x.shape
+    order = torch.stack([torch.randperm(h * w, generator=generator) for _ in range(n)])
+    pixels = x.reshape(n, c, h * w)
+    return pixels.gather(2, order[:, None, :].expand(n, c, h * w)).reshape(n, c, h, w)
+
+
+def flat(x, generator=None):
+    """The image's mean colour (per channel) at every pixel: an image with no content at all.
+
+    ``x``: float (N, C, 32, 32) in [0, 1]; returns the same shape (clipped to [0, 1] by
+    :func:`make_outliers`). ``generator`` draws the random parts (seeded runs reproduce)."""
+    return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
+
+
+_MAKERS = {f.__name__: f for f in (cutpaste, mixup, invert, patch_shuffle, grayscale, exposure, posterize, edges,
+                                   smooth, pixel_shuffle, flat)}
 
 
 def make_outliers(images, families=None, generator: torch.Generator | None = None):
@@ -247,6 +280,12 @@ def _patch_shuffle_batched(x, generator, patch: int = 8):
     return patches.reshape(n, c, grid, grid, patch, patch).permute(0, 1, 2, 4, 3, 5).reshape(n, c, size, size)
 
 
+def _pixel_shuffle_batched(x, generator):
+    n, c, h, w = x.shape
+    order = torch.rand(n, h * w, generator=generator, device=x.device).argsort(1)   # a permutation per image
+    return x.reshape(n, c, h * w).gather(2, order[:, None, :].expand(n, c, h * w)).reshape(n, c, h, w)
+
+
 def _grayscale_batched(x, generator):
     return _luma_batched(x).expand_as(x)
 
@@ -268,7 +307,8 @@ def _edges_batched(x, generator):
 
 _BATCHED = {"cutpaste": _cutpaste_batched, "mixup": _mixup_batched, "invert": invert,
             "patch_shuffle": _patch_shuffle_batched, "grayscale": _grayscale_batched,
-            "exposure": _exposure_batched, "posterize": posterize, "edges": _edges_batched, "smooth": smooth}
+            "exposure": _exposure_batched, "posterize": posterize, "edges": _edges_batched, "smooth": smooth,
+            "pixel_shuffle": _pixel_shuffle_batched, "flat": flat}
 
 
 def check_families(families, channels: int) -> tuple[str, ...]:

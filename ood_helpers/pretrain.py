@@ -32,6 +32,23 @@ from .variants import VARIANTS, build_detector
 # paper's method, its two Table 3 ablations, and ours (the paper + our latent distance)
 NOTEBOOK_SETTINGS = PAPER_SETTINGS
 NOTEBOOK_VARIANTS = ("paper-no-aux", "paper", "paper-no-noise", "ours")
+# and what notebook 08 (and the class-split comparisons) ask for: the paper's method and ours with and
+# without the rotation score, on both class splits
+NEAR_SETTINGS = ("mnist-near", "cifar10-near")
+NEAR_VARIANTS = ("paper", "ours", "ours-rotation")
+
+
+def notebook_plan(seeds=(0,)) -> list[tuple[str, int, str]]:
+    """Every detector the notebooks use: :func:`plan` of the paper settings and
+    :data:`NOTEBOOK_VARIANTS` (notebooks 02-07), then of :data:`NEAR_SETTINGS` and
+    :data:`NEAR_VARIANTS` (notebook 08); 14 detectors for one seed.
+
+    Raises
+    ------
+    InputError
+        A bad seed or an empty selection.
+    """
+    return plan(NOTEBOOK_SETTINGS, seeds, NOTEBOOK_VARIANTS) + plan(NEAR_SETTINGS, seeds, NEAR_VARIANTS)
 
 
 def plan(settings=NOTEBOOK_SETTINGS, seeds=(0,), variants=NOTEBOOK_VARIANTS) -> list[tuple[str, int, str]]:
@@ -65,7 +82,7 @@ def plan(settings=NOTEBOOK_SETTINGS, seeds=(0,), variants=NOTEBOOK_VARIANTS) -> 
     return [(s, seed, v) for s in dict.fromkeys(settings) for seed in dict.fromkeys(seeds) for v in dict.fromkeys(variants)]
 
 
-def pretrain(out_dir, preset=None, settings=NOTEBOOK_SETTINGS, seeds=(0,), variants=NOTEBOOK_VARIANTS,
+def pretrain(out_dir, preset=None, settings=None, seeds=(0,), variants=None,
              progress: bool = True, download: bool | None = None) -> list[dict]:
     """Train every requested detector once into ``out_dir`` (skipping those already there).
 
@@ -74,9 +91,12 @@ def pretrain(out_dir, preset=None, settings=NOTEBOOK_SETTINGS, seeds=(0,), varia
     out_dir : str or Path
         The folder to fill; checked to be writable before anything is loaded or trained.
     preset : preset name or :class:`~ood_helpers.presets.Preset` (None = ``$OOD_PRESET`` / auto).
-    settings, seeds, variants : sequences
-        See :func:`plan`; the default is what the notebooks use: both paper settings, seed 0,
-        variants paper-no-aux, paper, paper-no-noise and ours (8 detectors).
+    settings, seeds, variants : sequences or None
+        See :func:`plan`. When ``settings`` and ``variants`` are both None (the default): what the
+        notebooks use, :func:`notebook_plan` (14 detectors for seed 0: both paper settings with
+        paper-no-aux, paper, paper-no-noise and ours; both class splits with paper, ours and
+        ours-rotation). When only one is None, it is :data:`NOTEBOOK_SETTINGS` or
+        :data:`NOTEBOOK_VARIANTS`.
     progress : bool
         Progress bars while training.
     download : bool or None
@@ -98,7 +118,11 @@ def pretrain(out_dir, preset=None, settings=NOTEBOOK_SETTINGS, seeds=(0,), varia
     ood_helpers.training.TrainingDivergedError
         When a training run diverges (detectors finished before it are kept).
     """
-    jobs = plan(settings, seeds, variants)
+    if settings is None and variants is None:
+        jobs = notebook_plan(seeds)
+    else:
+        jobs = plan(NOTEBOOK_SETTINGS if settings is None else settings, seeds,
+                    NOTEBOOK_VARIANTS if variants is None else variants)
     preset = get_preset(preset)
     try:
         out = check_output_dir(out_dir)
@@ -107,11 +131,12 @@ def pretrain(out_dir, preset=None, settings=NOTEBOOK_SETTINGS, seeds=(0,), varia
     data = {}
     for setting in dict.fromkeys(s for s, _, _ in jobs):  # every dataset is there before anything trains
         data[setting, jobs[0][1]] = get_data(setting, preset, jobs[0][1], download=download)
+    loaded = dict(data)
     print(f"pretrain: {len(jobs)} detector(s), preset {preset.name}, into '{out}'", flush=True)
     records, start, used_states = [], time.perf_counter(), set()
     for number, (setting, seed, variant) in enumerate(jobs, 1):
         if (setting, seed) not in data:
-            data = {(setting, seed): get_data(setting, preset, seed, download=download)}
+            data = {**loaded, (setting, seed): get_data(setting, preset, seed, download=download)}
         current = data[setting, seed]
         channels = CHANNELS[SETTINGS[setting]["in_data"]]
         wanted = build_detector(variant, channels, preset, seed, progress)
@@ -136,4 +161,5 @@ def pretrain(out_dir, preset=None, settings=NOTEBOOK_SETTINGS, seeds=(0,), varia
     return records
 
 
-__all__ = ["pretrain", "plan", "NOTEBOOK_SETTINGS", "NOTEBOOK_VARIANTS"]
+__all__ = ["pretrain", "plan", "notebook_plan", "NOTEBOOK_SETTINGS", "NOTEBOOK_VARIANTS", "NEAR_SETTINGS",
+           "NEAR_VARIANTS"]

@@ -50,6 +50,7 @@ from . import distributed
 from .api import fingerprint
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .noise import NoiseAugment
+from .models import rotate_batch
 from .outliers import make_outliers, make_outliers_batched
 from .presets import Preset
 
@@ -650,6 +651,170 @@ def train_classifier(classifier, autoencoder, images: torch.Tensor, preset: Pres
 
         step.fallback = loss_function.fallback
         return run_epochs(classifier, step, len(images), **{**schedule, "generator": stage.generator},
+                          **stage.loop_options())
+
+
+# -- ours, not the paper's: the rotation-prediction network (semantic novelty, notebook 08) ----------
+ROTATION_MAX_SHIFT = 2   # pixels: the random translation of rotation training (Hendrycks et al. 2019 use crops too)
+
+
+def rotation_augment(images: torch.Tensor, generator: torch.Generator | None = None,
+                     max_shift: int = ROTATION_MAX_SHIFT) -> torch.Tensor:
+    """What rotation training does to each image before turning it: a random translation of up to
+    ``max_shift`` pixels each way (reflected at the border) and, for colour images, a random
+    horizontal flip (an upright image stays upright). Without it a small network learns shortcuts
+    to "which way is up" (exact pixel positions) instead of what objects look like: measured on
+    MNIST classes 0-4, the feature distance fell from 0.89 to 0.70 AUROC.
+
+    Parameters
+    ----------
+    images : torch.Tensor (N, C, H, W), float, on any device
+    generator : torch.Generator or None
+        On the images' device (None = its default generator); nothing waits for the device.
+    max_shift : int >= 0
+
+    Returns
+    -------
+    torch.Tensor (N, C, H, W), the same dtype and device
+    """
+    n, c, h, w = images.shape
+    device = images.device
+    shift = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator, device=device)
+    theta = torch.zeros(n, 2, 3, device=device, dtype=images.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2] = 2 * shift[:, 0] / w
+    theta[:, 1, 2] = 2 * shift[:, 1] / h
+    grid = F.affine_grid(theta, (n, c, h, w), align_corners=False)
+    moved = F.grid_sample(images, grid, mode="nearest", padding_mode="reflection", align_corners=False)
+    if c == 3:
+        flip = torch.rand(n, generator=generator, device=device) < 0.5
+        moved = torch.where(flip.view(-1, 1, 1, 1), moved.flip(3), moved)
+    return moved
+
+
+def rotation_loss(net, images: torch.Tensor, noise: NoiseAugment | None = None,
+                  generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    r"""The loss of one rotation-prediction step: the cross-entropy of predicting, for every image
+    of the batch turned by 0, 90, 180 and 270 degrees, which turn it was (Gidaris et al. 2018),
+    averaged over the 4B rotated images.
+
+    Parameters
+    ----------
+    net : ood_helpers.models.RotationNet
+    images : torch.Tensor (B, C, 32, 32), float in [0, 1], on the CPU
+        In-distribution images, upright; B >= 2 in train mode (BatchNorm). They are shifted (and
+        flipped) by :func:`rotation_augment` first.
+    noise : NoiseAugment or None
+        Noise augmentation before rotating (the rotation loss of a noisy in-distribution image
+        should stay low); None = none.
+    generator : torch.Generator or None
+        Draws the shifts, flips and noise.
+    device : str, torch.device or None
+        Where the forward pass runs; None = the network's device.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar >= 0, in nats (log 4 = 1.386 for a network that guesses).
+    """
+    device = _device_of(net, device)
+    images = rotation_augment(images, generator)
+    if noise is not None:
+        images = noise(images, generator)
+    rotated, labels = rotate_batch(images.to(device))
+    return F.cross_entropy(net(rotated), labels)
+
+
+@torch.no_grad()
+def rotation_score(net, images: torch.Tensor, device=None) -> torch.Tensor:
+    r"""The self-supervised OOD score of Hendrycks et al. (2019), equation 2 (one-class form):
+
+    .. math:: s_{rot}(x) = -\sum_{k=0}^{3} \log p_\theta(k \mid R_k(x)),
+
+    the summed cross-entropy of predicting each of the four rotations :math:`R_k` of the image.
+
+    Parameters
+    ----------
+    net : ood_helpers.models.RotationNet
+        Trained; run in eval mode.
+    images : torch.Tensor (N, C, 32, 32), float in [0, 1]
+        One batch (memory grows with N: 4N images pass through the network).
+    device : str, torch.device or None
+        None = the network's device.
+
+    Returns
+    -------
+    torch.Tensor (N,), float32 on the CPU
+        In nats, >= 0; 4 log 4 = 5.55 for an image whose rotations the network cannot tell apart.
+        Higher = more out-of-distribution.
+    """
+    device = _device_of(net, device)
+    net.eval()
+    rotated, labels = rotate_batch(images.to(device))
+    losses = F.cross_entropy(net(rotated).float(), labels, reduction="none")
+    return losses.view(4, len(images)).sum(0).cpu()
+
+
+def train_rotation(net, images: torch.Tensor, preset: Preset, generator: torch.Generator, device,
+                   noise: NoiseAugment | None = None, state_path=None, progress=True, on_epoch_end=None,
+                   identity: dict | None = None, plan: TrainingPlan | None = None) -> list[float]:
+    """Train the rotation-prediction network for ``preset.rotation_epochs`` epochs (ours, not the paper's).
+
+    Each step turns ``batch_size`` in-distribution images four ways and learns which turn each
+    is (:func:`rotation_loss`). The optimiser and schedule are the preset's. On the fast path the
+    images stay on the device and the noise is made there; under torchrun each rank takes its
+    slice of every batch (DistributedDataParallel).
+
+    Parameters
+    ----------
+    net : ood_helpers.models.RotationNet
+        On ``device``; trained in place.
+    images : torch.Tensor (N, C, 32, 32), float in [0, 1], on the CPU, in-distribution only
+    preset, generator, device, noise, state_path, progress, on_epoch_end, identity, plan
+        As for :func:`train_autoencoder`.
+
+    Returns
+    -------
+    list of float
+        The mean loss of every epoch.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss is not finite.
+    """
+    plan = training_plan(preset, device) if plan is None else plan
+    schedule = dict(generator=generator, name="rotation", progress=progress, state_path=state_path,
+                    identity=identity, on_epoch_end=on_epoch_end, **preset_schedule(preset, preset.rotation_epochs))
+    if not plan.fast and plan.world_size == 1:   # the standard path: one call of rotation_loss per batch
+        def step(index):
+            return rotation_loss(net, images[index], noise, generator, device)
+
+        return run_epochs(net, step, len(images), **schedule)
+
+    with _StageContext(net, plan, device, generator) as stage:
+        data = stage.resident(images)
+        augment = None if noise is None else (noise.batched if plan.fast else noise)
+
+        def loss_of(rotated, labels):
+            with stage.autocast():
+                logits = stage.module(rotated)
+            return F.cross_entropy(logits.float(), labels)
+
+        loss_function = _LossFunction(loss_of, plan.compile, "rotation")
+
+        def step(index):
+            batch = rotation_augment(data[index], stage.generator)
+            if augment is not None:
+                batch = augment(batch, stage.generator)
+            rows = stage.rows(len(index), batch.device)
+            if rows is not None:
+                batch = batch[rows]
+            rotated, labels = rotate_batch(batch)
+            return loss_function(stage.inputs(rotated), labels.to(stage.device))
+
+        step.fallback = loss_function.fallback
+        return run_epochs(net, step, len(images), **{**schedule, "generator": stage.generator},
                           **stage.loop_options())
 
 

@@ -7,21 +7,24 @@ An :class:`~ood_helpers.detector.OODDetector` has three switches:
 - ``noise_augment`` (**the paper's**, Table 3 "w/o data augmentation"): noise-addition
   augmentation while training;
 - ``latent_distance`` (**ours**, not in the paper): the Ledoit-Wolf Mahalanobis distance of
-  :math:`z` is added to the standardised classifier logit.
+  :math:`z` is added to the standardised classifier logit (two-sided: atypically close counts too);
+- ``rotation_score`` (**ours**, not in the paper): a rotation-prediction network's loss
+  (Hendrycks et al. 2019) is added too, for semantic novelty (notebook 08).
 
 Every variant, the paper's included, trains its classifier with *our* synthetic negatives made
 from in-distribution training images (:mod:`ood_helpers.outliers`): the paper never states what
 its classifier's "out" examples are.
 
-=====================  =======  ============  ===============  =============  ==============================
-key                    origin   latent_input  latent_distance  noise_augment  source
-=====================  =======  ============  ===============  =============  ==============================
-``paper``              paper    True          False            True           Fig. 2, Tables 1-3 "Full model"
-``paper-no-aux``       paper    False         False            True           Table 3 "w/o auxiliary input"
-``paper-no-noise``     paper    True          False            False          Table 3 "w/o data augmentation"
-``ours``               ours     True          True             True           ours: paper + latent distance
-``ours-distance-only`` ours     False         True             True           ours: distance instead of z
-=====================  =======  ============  ===============  =============  ==============================
+=====================  =======  ============  ===============  =============  ==============  ==============================
+key                    origin   latent_input  latent_distance  noise_augment  rotation_score  source
+=====================  =======  ============  ===============  =============  ==============  ==============================
+``paper``              paper    True          False            True           False           Fig. 2, Tables 1-3 "Full model"
+``paper-no-aux``       paper    False         False            True           False           Table 3 "w/o auxiliary input"
+``paper-no-noise``     paper    True          False            False          False           Table 3 "w/o data augmentation"
+``ours``               ours     True          True             True           False           ours: paper + latent distance
+``ours-distance-only`` ours     False         True             True           False           ours: distance instead of z
+``ours-rotation``      ours     True          True             True           True            ours + rotation score
+=====================  =======  ============  ===============  =============  ==============  ==============================
 
 Detector files are named by the key: ``<preset>/<setting>/detector_<key>_seed<seed>.pt``
 (:func:`ood_helpers.artifacts.detector_relpath`).
@@ -51,6 +54,8 @@ class Variant:
         The detector's switches (see the module doc).
     source : str
         Where it comes from: a figure or table of the paper, or "ours".
+    rotation_score : bool
+        The fourth switch (ours; False for every variant but ``ours-rotation``).
     """
 
     key: str
@@ -60,12 +65,13 @@ class Variant:
     latent_distance: bool
     noise_augment: bool
     source: str
+    rotation_score: bool = False
 
     @property
     def flags(self) -> dict:
         """The :class:`~ood_helpers.detector.OODDetector` keyword arguments of this variant."""
         return {"latent_input": self.latent_input, "latent_distance": self.latent_distance,
-                "noise_augment": self.noise_augment}
+                "noise_augment": self.noise_augment, "rotation_score": self.rotation_score}
 
     @property
     def origin_label(self) -> str:
@@ -86,6 +92,7 @@ VARIANTS = {variant.key: variant for variant in (
             "Table 3 'w/o data augmentation'"),
     Variant("ours", "ours: paper + latent distance", "ours", True, True, True, "ours"),
     Variant("ours-distance-only", "ours: latent distance instead of z injection", "ours", False, True, True, "ours"),
+    Variant("ours-rotation", "ours + rotation score (semantic)", "ours", True, True, True, "ours", rotation_score=True),
 )}
 
 # the rows of the paper's Table 3, like for like, and of "what our additions add"
@@ -117,7 +124,8 @@ def get_variant(variant) -> Variant:
 
 def variant_of(detector) -> str | None:
     """The key of the variant whose switches ``detector`` (an OODDetector, fitted or not) has, or None."""
-    flags = {name: bool(getattr(detector, name, None)) for name in ("latent_input", "latent_distance", "noise_augment")}
+    flags = {name: bool(getattr(detector, name, None))
+             for name in ("latent_input", "latent_distance", "noise_augment", "rotation_score")}
     return next((key for key, variant in VARIANTS.items() if variant.flags == flags), None)
 
 

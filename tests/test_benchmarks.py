@@ -53,3 +53,26 @@ def test_classroom_benchmark_reads_a_saved_pretrain_output():
     import pytest
     with pytest.raises(SystemExit, match="no detector lines"):
         classroom.parse_pretrain("pretrain: done in 3 s\n", "classroom")
+
+
+def test_scoring_cost_benchmark_times_each_variant_and_counts_a_shared_autoencoder_once(monkeypatch, tmp_path):
+    import importlib.util
+
+    from conftest import TINY, toy_data
+    from ood_helpers import artifacts
+
+    spec = importlib.util.spec_from_file_location("scoring_cost", ROOT / "benchmarks" / "scoring_cost.py")
+    cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cost)
+    monkeypatch.setenv("OOD_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.delenv("OOD_PRETRAINED_DIR", raising=False)
+    monkeypatch.setattr(artifacts, "get_data", lambda setting, preset=None, seed=0, download=None: toy_data(setting))
+    real = artifacts.get_detector
+    monkeypatch.setattr(artifacts, "get_detector", lambda setting, preset, seed, **kw: real(setting, TINY, seed, **kw))
+    results = cost.measure("quick", ("mnist-near",), repeats=2)
+    rows = {row["variant"]: row for row in results["rows"]}
+    assert list(rows) == ["paper", "ours", "ours-rotation"]
+    assert [rows[v]["autoencoder_shared"] for v in rows] == [False, True, True]   # one autoencoder, trained once
+    assert rows["ours-rotation"]["train_seconds"]["rotation"] > 0 and "rotation" not in rows["ours"]["train_seconds"]
+    assert rows["ours"]["throughput_vs_ours"] == 1.0 and all(len(r["rounds"]) == 2 for r in rows.values())
+    assert "| mnist-near | ours + rotation score (semantic) |" in cost.markdown(results, "python benchmarks/scoring_cost.py")

@@ -47,8 +47,11 @@ def test_writes_results_with_expected_keys(tmp_path, tiny_data):
     assert saved["setting"] == "mnist-cifar10" and saved["preset"] == "quick" and saved["seeds"] == [0, 1]
     assert saved["detectors"] == ["mean-intensity", "pca"]
     assert saved["paper_reported"]["paper's method (Fig. 2, our reimplementation)"] == 0.9718
-    [group] = saved["groups"]
-    assert group["name"] == "clean"
+    group, *far = saved["groups"]
+    assert group["name"] == "clean" and group["kind"] == "clean" and group["out_set"] == "inverted blobs"
+    assert [g["name"] for g in far] == ["far-OOD: uniform noise", "far-OOD: gaussian noise", "far-OOD: constant colour"]
+    assert [g["kind"] for g in far] == ["far-OOD"] * 3 and saved["far_ood_sets"] == [g["out_set"] for g in far]
+    assert all(g["in_images"] == g["out_images"] == 60 for g in far)   # as many far-OOD images as in-distribution
     rows = {row["key"]: row for row in group["rows"]}
     assert set(rows) == {"mean-intensity", "pca"}
     for row in rows.values():
@@ -60,6 +63,9 @@ def test_writes_results_with_expected_keys(tmp_path, tiny_data):
     assert saved["command"] in markdown
     assert "python -m ood_helpers compare --setting mnist-cifar10 --preset quick --seeds 0 1" in saved["command"]
     assert "paper (reported)" in markdown and "roc.png" in markdown
+    assert "far-OOD sanity set: clean in-distribution test images against uniform noise" in markdown
+    # the paper's number belongs to the paper's pair only, never to a far-OOD group
+    assert all(row["paper_reported"] is None for g in far for row in g["rows"])
     table = compare.format_table(results)
     assert "| mean intensity |" in table and "± " in table
 
@@ -69,6 +75,7 @@ def test_paper_and_ours_are_separate_labelled_rows_and_autoencoder_difference(ti
                                      detectors=["ours", "paper", "ae-difference"])
     rows = {row["key"]: row for row in results["groups"][0]["rows"]}
     assert list(rows) == ["paper", "ours", "ae-difference"]
+    assert [g["kind"] for g in results["groups"]] == ["clean"] + ["far-OOD"] * 3
     assert rows["paper"]["detector"] == "paper's method (Fig. 2, our reimplementation)"
     assert rows["ours"]["detector"] == "ours: paper + latent distance"
     # the paper's number belongs to its method; it has none for our addition
@@ -86,11 +93,22 @@ def test_noisy_setting_has_one_group_per_level(tmp_path, tiny_data):
     results = compare.run_comparison("mnist-cifar10+noise", preset="quick", seeds=[0], out_dir=tmp_path,
                                      detectors=["mean-intensity"], progress=False)
     assert tiny_data == [("mnist-cifar10", 4000, 0)]
-    assert [g["noise_level"] for g in results["groups"]] == [0.0, 0.05, 0.1, 0.2]
+    assert [g["noise_level"] for g in results["groups"]] == [0.0, 0.05, 0.1, 0.2]   # no far-OOD groups here
+    assert [g["kind"] for g in results["groups"]] == ["clean", "noisy", "noisy", "noisy"]
     assert all(len(g["rows"]) == 1 for g in results["groups"])
     assert results["groups"][0]["rows"][0]["paper_reported"] is None   # mean intensity is not in the paper
     table = compare.format_table(results)
     assert table.count("### ") == 4 and "Gaussian noise (std 0.2)" in table
+
+
+def test_far_ood_groups_score_the_same_images_for_every_detector_and_seed(tiny_data):
+    results = compare.run_comparison("mnist-cifar10", preset="quick", seeds=[0, 1], progress=False,
+                                     detectors=["mean-intensity"])
+    by_name = {g["name"]: g["rows"][0] for g in results["groups"]}
+    # mean intensity on dark blobs: uniform noise (mean 0.5) is brighter than every blob image
+    assert by_name["far-OOD: uniform noise"]["auroc_mean"] > 0.99
+    # the far-OOD sets do not depend on the seed: a deterministic detector gives equal AUROCs
+    assert len(set(by_name["far-OOD: gaussian noise"]["auroc_per_seed"])) == 1
 
 
 def test_pyod_peers_skipped_with_clear_message(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SERIES = ["01_data_and_the_ood_question", "02_resnet_autoencoder", "03_difference_images",
           "04_binary_classifier", "05_latent_auxiliary_input", "06_noise_augmentation",
-          "07_roc_curves_and_results"]
+          "07_roc_curves_and_results", "08_semantic_novelty"]
 CHECK_HEADER = "# Check: the claims this notebook makes"
 MAX_BYTES = 2 * 1024 * 1024
 MAX_CODE_LINES = 25

@@ -32,3 +32,30 @@ def test_make_outliers_mixes_families_reproducibly():
 def test_unknown_family_is_named():
     with pytest.raises(InputError, match="outlier family"):
         make_outliers(torch.rand(2, 1, 32, 32), families=("fog",))
+
+
+def test_pixel_shuffle_keeps_the_colours_and_destroys_the_structure():
+    images = smooth_images(16, 3, seed=2)
+    out = apply_family(images, "pixel_shuffle", torch.Generator().manual_seed(0))
+    # the same pixels (each a colour triple, moved as one), in another place
+    for before, after in zip(images, out):
+        pairs = sorted(map(tuple, before.flatten(1).t().tolist()))
+        assert pairs == sorted(map(tuple, after.flatten(1).t().tolist()))
+    # smooth images have neighbours alike; shuffled ones do not
+    def roughness(x):
+        return (x[..., 1:] - x[..., :-1]).abs().mean().item()
+    assert roughness(out) > 3 * roughness(images)   # measured: 0.224 against 0.055
+
+
+def test_flat_is_each_images_mean_colour():
+    images = smooth_images(8, 3, seed=4)
+    out = apply_family(images, "flat")
+    assert torch.allclose(out, images.mean(dim=(2, 3), keepdim=True).expand_as(images))
+
+
+def test_the_families_of_no_content_are_in_the_defaults_and_the_legacy_list_is_the_old_one():
+    from ood_helpers.outliers import LEGACY_FAMILIES
+
+    assert {"pixel_shuffle", "flat"} <= set(families_for(1)) and {"pixel_shuffle", "flat"} <= set(families_for(3))
+    assert LEGACY_FAMILIES == ("cutpaste", "mixup", "invert", "patch_shuffle", "grayscale", "exposure",
+                               "posterize", "edges", "smooth")

@@ -15,7 +15,7 @@ import pytest
 
 from ood_helpers import OODData, OODDetector, artifacts, pretrain as pretrain_module
 from ood_helpers.__main__ import main
-from ood_helpers.pretrain import plan, pretrain
+from ood_helpers.pretrain import notebook_plan, plan, pretrain
 from ood_helpers.variants import VARIANTS
 from conftest import TINY, smooth_images, toy_data
 
@@ -104,7 +104,8 @@ def test_pretrain_out_is_what_the_shared_folder_reads_read_only(toy, monkeypatch
     records = pretrain(shared, TINY, progress=False)
     assert [(r["setting"], r["variant"], r["action"]) for r in records] == [
         (s, v, "trained") for s in ("mnist-cifar10", "cifar10-mnist")
-        for v in ("paper-no-aux", "paper", "paper-no-noise", "ours")]
+        for v in ("paper-no-aux", "paper", "paper-no-noise", "ours")] + [
+        (s, v, "trained") for s in ("mnist-near", "cifar10-near") for v in ("paper", "ours", "ours-rotation")]
     assert not list(shared.rglob("train_state*")), "finished detectors keep no training state"
     _make_read_only(shared)
     before = _snapshot(shared)
@@ -113,13 +114,12 @@ def test_pretrain_out_is_what_the_shared_folder_reads_read_only(toy, monkeypatch
     monkeypatch.setattr(artifacts, "file_lock", lambda path: pytest.fail(f"locked {path}"))
     monkeypatch.setenv("OOD_PRETRAINED_DIR", str(shared))
     capsys.readouterr()
-    for setting in ("mnist-cifar10", "cifar10-mnist"):
-        for variant in ("paper-no-aux", "paper", "paper-no-noise", "ours"):
-            detector = artifacts.get_detector(setting, TINY, 0, variant=variant, data=_toy_data(setting), progress=False)
-            assert detector.get_params() | VARIANTS[variant].flags == detector.get_params()
-            assert detector.decision_function(_toy_data(setting).in_test).shape == (20,)
+    for setting, _, variant in notebook_plan():
+        detector = artifacts.get_detector(setting, TINY, 0, variant=variant, data=_toy_data(setting), progress=False)
+        assert detector.get_params() | VARIANTS[variant].flags == detector.get_params()
+        assert detector.decision_function(_toy_data(setting).in_test).shape == (20,)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 8 and all(line.startswith("loaded $OOD_PRETRAINED_DIR/quick/") for line in out), out
+    assert len(out) == 14 and all(line.startswith("loaded $OOD_PRETRAINED_DIR/quick/") for line in out), out
     assert f"loaded $OOD_PRETRAINED_DIR/{FILE} (pretrained, read-only)" in out
     assert _snapshot(shared) == before
     assert not (toy / "artifacts").exists(), "nothing is written to the per-user folder either"
@@ -269,6 +269,7 @@ def test_pretrain_validates_out_before_loading_or_training(make_bad, tmp_path, m
 def test_plan_is_what_the_notebooks_use_and_names_bad_choices():
     assert plan() == [(s, 0, v) for s in ("mnist-cifar10", "cifar10-mnist")
                       for v in ("paper-no-aux", "paper", "paper-no-noise", "ours")]
+    assert notebook_plan() == plan() + [(s, 0, v) for s in ("mnist-near", "cifar10-near") for v in ("paper", "ours", "ours-rotation")]
     with pytest.raises(Exception, match="variants"):
         plan(variants=["half"])
     with pytest.raises(Exception, match="variants"):

@@ -23,7 +23,7 @@ from ood_helpers import pretrain as pretrain_module
 from ood_helpers import training
 from ood_helpers.__main__ import main
 from ood_helpers.checkpoints import load_checkpoint, save_checkpoint
-from ood_helpers.detector import DETECTOR_FORMAT, fit_autoencoder
+from ood_helpers.detector import DETECTOR_FORMAT, DETECTOR_VERSION, fit_autoencoder
 from ood_helpers.models import AutoEncoder, DifferenceClassifier
 from ood_helpers.noise import NoiseAugment
 from ood_helpers.pretrain import NOTEBOOK_VARIANTS, pretrain
@@ -55,18 +55,21 @@ def weights_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 # -- 1. the variants, defined once ---------------------------------------------------------------------
 def test_the_variants_table_is_what_the_issue_asks_for():
-    expected = {  # key: (latent_input, latent_distance, noise_augment, origin, label)
+    expected = {  # key: (latent_input, latent_distance, noise_augment, origin, label); rotation_score below
         "paper": (True, False, True, "paper", "paper's method (Fig. 2, our reimplementation)"),
         "paper-no-aux": (False, False, True, "paper", "paper w/o auxiliary input (Table 3)"),
         "paper-no-noise": (True, False, False, "paper", "paper w/o noise augmentation (Table 3)"),
         "ours": (True, True, True, "ours", "ours: paper + latent distance"),
         "ours-distance-only": (False, True, True, "ours", "ours: latent distance instead of z injection"),
+        "ours-rotation": (True, True, True, "ours", "ours + rotation score (semantic)"),
     }
     assert list(VARIANTS) == list(expected)
+    assert [key for key in VARIANTS if VARIANTS[key].rotation_score] == ["ours-rotation"]
     for key, (latent_input, latent_distance, noise, origin, label) in expected.items():
         variant = VARIANTS[key]
         assert variant.key == key and variant.label == label and variant.origin == origin
-        assert variant.flags == dict(latent_input=latent_input, latent_distance=latent_distance, noise_augment=noise)
+        assert variant.flags == dict(latent_input=latent_input, latent_distance=latent_distance, noise_augment=noise,
+                                     rotation_score=key == "ours-rotation")
         assert variant.origin_label == {"paper": "paper's method", "ours": "ours"}[origin]
         detector = build_detector(key, 1, TINY, seed=3, progress=False)
         assert variant_of(detector) == key and detector.seed == 3
@@ -79,7 +82,7 @@ def test_the_variants_table_is_what_the_issue_asks_for():
     assert TABLE3_VARIANTS == ("paper", "paper-no-aux", "paper-no-noise")
     assert ADDITION_VARIANTS == ("paper", "ours", "ours-distance-only")
     assert NOTEBOOK_VARIANTS == ("paper-no-aux", "paper", "paper-no-noise", "ours")
-    assert evaluation.COMPARE_VARIANTS == ("paper", "ours")
+    assert evaluation.COMPARE_VARIANTS == ("paper", "ours", "ours-rotation")
     assert variant_of(OODDetector(latent_input=False, latent_distance=False, noise_augment=False)) is None
     # one table: the old definitions are gone
     for module, name in ((artifacts, "VARIANTS"), (artifacts, "variant_name"), (evaluation, "OURS")):
@@ -119,7 +122,7 @@ def test_latent_distance_changes_only_the_score_and_latent_input_only_the_classi
     assert weights_equal(paper.autoencoder_, ours.autoencoder_)
     assert weights_equal(paper.classifier_, ours.classifier_)
     parts = ours.score_components(PROBE)
-    latent = (parts["latent"] - ours.calibration_.latent_mean) / ours.calibration_.latent_std
+    latent = np.abs(parts["latent"] - ours.calibration_.latent_mean) / ours.calibration_.latent_std   # two-sided
     np.testing.assert_allclose(parts["score"], _standardised_logit(ours, parts) + latent, rtol=1e-12)
     np.testing.assert_allclose(_standardised_logit(ours, parts), _standardised_logit(paper, paper.score_components(PROBE)),
                                rtol=1e-12)
@@ -138,7 +141,7 @@ def test_without_latent_input_the_classifier_has_no_inject_module_and_the_distan
         z = torch.randn(4, TINY.latent_dim)
         torch.testing.assert_close(detector.classifier_(difference, z), detector.classifier_(difference, 10 * z))
     parts = detector.score_components(PROBE)
-    latent = (parts["latent"] - detector.calibration_.latent_mean) / detector.calibration_.latent_std
+    latent = np.abs(parts["latent"] - detector.calibration_.latent_mean) / detector.calibration_.latent_std
     np.testing.assert_allclose(parts["score"], _standardised_logit(detector, parts) + latent, rtol=1e-12)
     assert detector.latent_precision_.shape == (TINY.latent_dim, TINY.latent_dim)
     no_aux = fitted("paper-no-aux")
@@ -158,7 +161,7 @@ def test_save_load_round_trip_keeps_the_new_switch(tmp_path):
         assert set(loaded.held_out_scores_) == set(detector.held_out_scores_)
         np.testing.assert_array_equal(loaded.decision_function(PROBE), detector.decision_function(PROBE))
         payload = load_checkpoint(tmp_path / f"{variant}.pt", DETECTOR_FORMAT)
-        assert payload["version"] == 3 and payload["config"]["latent_distance"] is (variant != "paper")
+        assert payload["version"] == DETECTOR_VERSION == 4 and payload["config"]["latent_distance"] is (variant != "paper")
 
 
 def test_a_file_of_an_older_version_or_without_the_switch_is_refused(tmp_path):
@@ -167,10 +170,10 @@ def test_a_file_of_an_older_version_or_without_the_switch_is_refused(tmp_path):
     old = dict(payload, version=2, config={k: v for k, v in payload["config"].items() if k != "latent_distance"})
     save_checkpoint(old, tmp_path / "old.pt")
     for load in (OODDetector.load, OODDetector.load_autoencoder):
-        with pytest.raises(CheckpointError, match=r"old.pt' is a detector file of version 2.*separate switches.*"
+        with pytest.raises(CheckpointError, match=r"old.pt' is a detector file of version 2.*since version 4.*"
                                                   r"re-run pretrain"):
             load(tmp_path / "old.pt")
-    save_checkpoint(dict(old, version=3), tmp_path / "edited.pt")
+    save_checkpoint(dict(old, version=DETECTOR_VERSION), tmp_path / "edited.pt")
     with pytest.raises(CheckpointError, match="edited.pt' lacks 'latent_distance'"):
         OODDetector.load(tmp_path / "edited.pt")
 
