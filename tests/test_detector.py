@@ -168,5 +168,5 @@ def test_rgb_detector_on_rgb_images():
     images = smooth_images(64, 3)
     det = OODDetector(3, TINY, seed=0, progress=False).fit(images)
     assert set(det.validation_) == {"cutpaste", "mixup", "invert", "patch_shuffle", "grayscale", "exposure",
-                                    "posterize", "edges", "smooth"}
+                                    "posterize", "edges", "smooth", "pixel_shuffle", "flat"}
     assert det.decision_function(images[:2]).shape == (2,)

@@ -34,8 +34,14 @@ def _config():
 def _fit(preset, train, test_in, test_out, work_dir=None) -> dict:
     from ood_helpers import OODDetector
     from ood_helpers.metrics import auroc
+    from ood_helpers.outliers import LEGACY_FAMILIES
 
-    detector = OODDetector(in_channels=1, preset=preset, seed=0, device="cpu", progress=False)
+    # the families with which the tolerances below were measured: with pixel_shuffle and flat too,
+    # this 2-epoch classifier no longer learns inversions reliably and rounding decides its AUROC
+    # (measured: 1.0 in one process, 0.967 over two ranks, fast path)
+    families = [family for family in LEGACY_FAMILIES if family != "grayscale"]
+    detector = OODDetector(in_channels=1, preset=preset, seed=0, device="cpu", progress=False,
+                           outlier_families=families)
     detector.fit(train, work_dir=work_dir)
     return {"autoencoder": detector.autoencoder_.state_dict(), "classifier": detector.classifier_.state_dict(),
             "history": detector.history_, "auroc": auroc(detector.decision_function(test_in),
