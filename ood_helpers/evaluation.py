@@ -48,7 +48,7 @@ from .artifacts import get_data, get_detector
 from .baselines import BASELINES, PYOD_BASELINES, PYOD_MISSING, MeanIntensityDetector, make_detector, pyod_available
 from .data import SETTINGS, OODData, data_root, load_setting
 from .detector import AutoencoderDifferenceDetector
-from .far_ood import FAR_OOD_SETS, far_ood_suite
+from .far_ood import FAR_OOD_SETS, RELATED_FAMILY, far_ood_suite
 from .files import atomic_output_dir, check_output_dir
 from .noise import NOISE_FAMILIES, add_noise
 from .paper import PAPER_REPORTED, PAPER_SETTINGS, REPORTED_IN
@@ -293,7 +293,9 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
                 "note": "; ".join(sorted(record["notes"])),
             })
         far = out_key.startswith(FAR_OOD_PREFIX)
+        related = RELATED_FAMILY.get(out_key.removeprefix(FAR_OOD_PREFIX)) if far else None
         groups.append({"name": group, "kind": "far-OOD" if far else ("noisy" if in_key != "in" else "clean"),
+                       "related_family": related,
                        "noise_level": _level_of(group),
                        "out_set": out_key.removeprefix(FAR_OOD_PREFIX) if far else data.out_name,
                        "in_images": len(sets[in_key]), "out_images": len(sets[out_key]), "rows": rows})
@@ -361,8 +363,10 @@ def _group_title(results: dict, group: dict) -> str:
     if group["name"] == "clean":
         return f"{head} — clean in-distribution test images"
     if group.get("kind") == "far-OOD":
+        kind = (f"its kind is that of the outlier family {group['related_family']}, made from training images"
+                if group.get("related_family") else "no outlier family of its kind: a held-out check")
         return (f"{head} — far-OOD sanity set: clean in-distribution test images against {group['out_set']} "
-                f"(synthetic, never seen in training)")
+                f"(synthetic, never seen in training; {kind})")
     return (f"{head} — in-distribution test images + Gaussian noise (std {group['noise_level']:g}), "
             f"still counted as in-distribution")
 

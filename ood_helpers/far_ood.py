@@ -10,22 +10,32 @@ detector and seed:
 - ``gaussian noise``: every pixel and channel independent, normal with mean 0.5 and standard
   deviation 0.25, clipped to [0, 1];
 - ``constant colour``: one colour per image (each channel uniform in [0, 1]; a grey level for one
-  channel), the same at every pixel.
+  channel), the same at every pixel;
+- ``rademacher noise``: every pixel and channel independently 0 or 1, with probability one half
+  (Hendrycks, Mazeika & Dietterich 2019 use it as a far-OOD set).
 
 None of them is ever used for training: the detector's synthetic negatives
-(:mod:`ood_helpers.outliers`) are made from in-distribution training images.
+(:mod:`ood_helpers.outliers`) are made from in-distribution training images. Two families of
+negatives share a *kind* with three of these sets (:data:`RELATED_FAMILY`): ``pixel_shuffle``
+(a training image's pixels in random places: noise) with the two noise sets, ``flat`` (a training
+image's mean colour everywhere) with constant colour. ``rademacher noise`` has no related family:
+it is the held-out check that the detector learned "no content" rather than one kind of image.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .validation import InputError, check_choice
 
-FAR_OOD_SETS = ("uniform noise", "gaussian noise", "constant colour")
+FAR_OOD_SETS = ("uniform noise", "gaussian noise", "constant colour", "rademacher noise")
+# the synthetic outlier family of the same kind (made from training images), or None
+RELATED_FAMILY = {"uniform noise": "pixel_shuffle", "gaussian noise": "pixel_shuffle", "constant colour": "flat",
+                  "rademacher noise": None}
 FAR_OOD_SEED = 20261130      # fixed: the sets are the same for every seed and detector
 GAUSSIAN_MEAN, GAUSSIAN_STD = 0.5, 0.25
 
-__all__ = ["FAR_OOD_SETS", "far_ood_images", "far_ood_suite"]
+__all__ = ["FAR_OOD_SETS", "RELATED_FAMILY", "far_ood_images", "far_ood_suite"]
 
 
 def far_ood_images(name: str, n: int, channels: int, seed: int = FAR_OOD_SEED, size: int = 32) -> torch.Tensor:
@@ -48,24 +58,39 @@ def far_ood_images(name: str, n: int, channels: int, seed: int = FAR_OOD_SEED, s
     Raises
     ------
     InputError
-        Unknown ``name``, ``n`` < 1 or ``channels`` not 1 or 3.
+        Unknown ``name``, ``n`` < 1, ``channels`` not 1 or 3, ``seed`` < 0 or ``size`` < 1.
     """
     name = check_choice(name, FAR_OOD_SETS, "name")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"n: expected an int >= 1 (the number of images), got {n!r}.")
-    if channels not in (1, 3) or isinstance(channels, bool):
-        raise InputError(f"channels: expected 1 (MNIST-like) or 3 (CIFAR-like), got {channels!r}.")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"n: expected an int >= 1 (the number of images), got {n!r}. Fix: e.g. n=2000.")
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels not in (1, 3):
+        raise InputError(f"channels: expected 1 (MNIST-like) or 3 (CIFAR-like), got {channels!r}. Fix: "
+                         f"channels=data.channels.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed: expected an int >= 0, got {seed!r}. Fix: leave the default, FAR_OOD_SEED.")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise InputError(f"size: expected an int >= 1 (pixels), got {size!r}. Fix: size=32.")
+    n, channels, seed, size = int(n), int(channels), int(seed), int(size)
     generator = torch.Generator().manual_seed(seed + FAR_OOD_SETS.index(name))
     shape = (n, channels, size, size)
     if name == "uniform noise":
         return torch.rand(shape, generator=generator)
     if name == "gaussian noise":
         return (GAUSSIAN_MEAN + GAUSSIAN_STD * torch.randn(shape, generator=generator)).clamp(0, 1)
+    if name == "rademacher noise":
+        return (torch.rand(shape, generator=generator) < 0.5).float()
     return torch.rand(n, channels, 1, 1, generator=generator).expand(shape).contiguous()
 
 
 def far_ood_suite(channels: int, n: int = 2000, seed: int = FAR_OOD_SEED) -> dict:
     """Every far-OOD set, by name (in the order of :data:`FAR_OOD_SETS`).
+
+    Parameters
+    ----------
+    channels : {1, 3}
+    n : int >= 1
+        Images per set.
+    seed : int >= 0
 
     Returns
     -------

@@ -49,8 +49,11 @@ def test_writes_results_with_expected_keys(tmp_path, tiny_data):
     assert saved["paper_reported"]["paper's method (Fig. 2, our reimplementation)"] == 0.9718
     group, *far = saved["groups"]
     assert group["name"] == "clean" and group["kind"] == "clean" and group["out_set"] == "inverted blobs"
-    assert [g["name"] for g in far] == ["far-OOD: uniform noise", "far-OOD: gaussian noise", "far-OOD: constant colour"]
-    assert [g["kind"] for g in far] == ["far-OOD"] * 3 and saved["far_ood_sets"] == [g["out_set"] for g in far]
+    assert [g["name"] for g in far] == ["far-OOD: uniform noise", "far-OOD: gaussian noise", "far-OOD: constant colour",
+                                        "far-OOD: rademacher noise"]
+    assert [g["kind"] for g in far] == ["far-OOD"] * 4 and saved["far_ood_sets"] == [g["out_set"] for g in far]
+    # the sets whose kind a training family shares say so; rademacher noise is the held-out one
+    assert [g["related_family"] for g in far] == ["pixel_shuffle", "pixel_shuffle", "flat", None]
     assert all(g["in_images"] == g["out_images"] == 60 for g in far)   # as many far-OOD images as in-distribution
     rows = {row["key"]: row for row in group["rows"]}
     assert set(rows) == {"mean-intensity", "pca"}
@@ -64,6 +67,7 @@ def test_writes_results_with_expected_keys(tmp_path, tiny_data):
     assert "python -m ood_helpers compare --setting mnist-cifar10 --preset quick --seeds 0 1" in saved["command"]
     assert "paper (reported)" in markdown and "roc.png" in markdown
     assert "far-OOD sanity set: clean in-distribution test images against uniform noise" in markdown
+    assert "rademacher noise (synthetic, never seen in training; no outlier family of its kind" in markdown
     # the paper's number belongs to the paper's pair only, never to a far-OOD group
     assert all(row["paper_reported"] is None for g in far for row in g["rows"])
     table = compare.format_table(results)
@@ -75,7 +79,7 @@ def test_paper_and_ours_are_separate_labelled_rows_and_autoencoder_difference(ti
                                      detectors=["ours", "paper", "ae-difference"])
     rows = {row["key"]: row for row in results["groups"][0]["rows"]}
     assert list(rows) == ["paper", "ours", "ae-difference"]
-    assert [g["kind"] for g in results["groups"]] == ["clean"] + ["far-OOD"] * 3
+    assert [g["kind"] for g in results["groups"]] == ["clean"] + ["far-OOD"] * 4
     assert rows["paper"]["detector"] == "paper's method (Fig. 2, our reimplementation)"
     assert rows["ours"]["detector"] == "ours: paper + latent distance"
     # the paper's number belongs to its method; it has none for our addition

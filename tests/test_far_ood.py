@@ -15,7 +15,8 @@ def test_each_set_is_what_its_name_says(channels):
     for images in suite.values():
         assert images.shape == (400, channels, 32, 32) and images.dtype == torch.float32
         assert images.min() >= 0 and images.max() <= 1
-    uniform, gaussian, constant = suite.values()
+    uniform, gaussian, constant, rademacher = suite.values()
+    assert set(rademacher.unique().tolist()) == {0.0, 1.0} and abs(rademacher.mean() - 0.5) < 0.01
     assert abs(uniform.mean() - 0.5) < 0.01 and abs(uniform.std() - 12 ** -0.5) < 0.01
     assert abs(gaussian.mean() - GAUSSIAN_MEAN) < 0.01 and abs(gaussian.std() - GAUSSIAN_STD) < 0.02   # clipping trims a little
     assert (constant == constant[:, :, :1, :1]).all()                      # one colour per image
@@ -34,6 +35,8 @@ def test_the_sets_are_seeded_and_independent_of_global_state():
     (dict(name="pink noise", n=4, channels=3), "name: unknown value 'pink noise'"),
     (dict(name="uniform noise", n=0, channels=3), "n: expected an int >= 1"),
     (dict(name="uniform noise", n=4, channels=2), "channels: expected 1 .* or 3"),
+    (dict(name="uniform noise", n=4, channels=3.0), "channels: expected 1 .* or 3"),
+    (dict(name="uniform noise", n=4, channels=3, seed=-1), "seed: expected an int >= 0"),
 ])
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(InputError, match=match):
