@@ -240,7 +240,8 @@ def load_or_train(path: Path, wanted: OODDetector, data: OODData, channels: int,
                 detector = wanted.fit(data.in_train, work_dir=work)
                 detector.save(path)
                 # the autoencoder's state stays: other variants of this seed resume it instead of retraining
-                state_file(work, "classifier", detector.run_identity_).unlink(missing_ok=True)
+                for stage in ("classifier", "rotation"):
+                    state_file(work, stage, detector.run_identity_).unlink(missing_ok=True)
                 if verbose:
                     print(f"trained in {detector.history_['train_seconds']:.0f} s and saved {shown}")
                 return detector, "retrained" if reason else "trained"

@@ -67,7 +67,7 @@ class ScoreCalibration:
     rotation_std: float | None = None
 
     def as_dict(self) -> dict:
-        """The four numbers by name."""
+        """The six numbers by name."""
         return asdict(self)
 
 
@@ -422,11 +422,14 @@ class OODDetector(BaseDetector):
     covariance of training latents (our addition), and :math:`\mu_c, \sigma_c, \mu_m, \sigma_m`
     the :class:`ScoreCalibration`. With ``rotation_score`` (ours) the standardised distance
     :math:`(m_{rot}(x) - \mu_r) / \sigma_r` is added as well, :math:`m_{rot}` the Mahalanobis
-    distance of the rotation network's features of :math:`x`. The latent term is two-sided, a typicality test (Nalisnick et
-    al., 2019): an image without content (noise, one colour) encodes *closer* to :math:`\mu_z` than
-    real images do, so a distance atypically small counts as out too, and a noisy in-distribution
-    image, whose distance grows only a little, is not pushed out. Without ``latent_distance`` (the paper's method) the score is
-    the standardised logit alone, a monotone function of the paper's classifier output, so its
+    distance of the rotation network's features of :math:`x`.
+
+    The latent term is two-sided, a typicality test (Nalisnick, Matsukawa, Teh &
+    Lakshminarayanan, "Detecting Out-of-Distribution Inputs to Deep Generative Models Using
+    Typicality", 2019): some images without content (one colour) encode *closer* to
+    :math:`\mu_z` than real images do, so a distance atypically small counts as out too.
+    Without ``latent_distance`` (the paper's method) the score is the standardised logit alone,
+    a monotone function of the paper's classifier output, so its
     AUROC is the paper's score's. Higher = more out-of-distribution.
     """
 
@@ -756,7 +759,7 @@ class OODDetector(BaseDetector):
             No file at ``path``.
         CheckpointError
             Unreadable, corrupted, foreign, incomplete or mismatching file, or one written by an
-            older ood_helpers (version < 3: re-run pretrain); the message names the file and the
+            older ood_helpers (version < 4: re-run pretrain); the message names the file and the
             reason.
         """
         payload = read_detector_file(path, in_channels, preset)

@@ -205,8 +205,9 @@ class RotationNet(nn.Module):
     an image was rotated (Gidaris et al. 2018), trained on in-distribution images only.
 
     To predict that a cat is upside down it must know what an upright cat looks like, so its loss
-    measures semantic familiarity that reconstruction does not (Hendrycks et al. 2019, "Using
-    self-supervised learning can improve model robustness and uncertainty").
+    (Hendrycks et al. 2019) and its features (SSD, Sehwag et al. 2021; what
+    :class:`~ood_helpers.detector.OODDetector` uses) carry semantic familiarity that
+    reconstruction does not.
 
     ``forward(images)`` maps (N, C, 32, 32) in [0, 1] to logits (N, 4) over the rotations of
     :data:`ROTATIONS`.

@@ -676,7 +676,15 @@ def rotation_augment(images: torch.Tensor, generator: torch.Generator | None = N
     Returns
     -------
     torch.Tensor (N, C, H, W), the same dtype and device
+
+    Raises
+    ------
+    InputError
+        When ``max_shift`` is not an int >= 0.
     """
+    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
+        from .validation import InputError
+        raise InputError(f"max_shift: expected an int >= 0 (pixels), got {max_shift!r}. Fix: max_shift=2.")
     n, c, h, w = images.shape
     device = images.device
     shift = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator, device=device)
@@ -726,8 +734,9 @@ def rotation_loss(net, images: torch.Tensor, noise: NoiseAugment | None = None,
 
 
 @torch.no_grad()
-def rotation_score(net, images: torch.Tensor, device=None) -> torch.Tensor:
-    r"""The self-supervised OOD score of Hendrycks et al. (2019), equation 2 (one-class form):
+def rotation_score(net, images, device=None, batch_size: int = 250) -> torch.Tensor:
+    r"""The self-supervised OOD score of Hendrycks et al. (2019) in its one-class form (their
+    section 4.2, rotation prediction only):
 
     .. math:: s_{rot}(x) = -\sum_{k=0}^{3} \log p_\theta(k \mid R_k(x)),
 
@@ -737,22 +746,33 @@ def rotation_score(net, images: torch.Tensor, device=None) -> torch.Tensor:
     ----------
     net : ood_helpers.models.RotationNet
         Trained; run in eval mode.
-    images : torch.Tensor (N, C, 32, 32), float in [0, 1]
-        One batch (memory grows with N: 4N images pass through the network).
+    images : (N, C, 32, 32) images, float in [0, 1] or uint8 (as every scoring entry point takes)
     device : str, torch.device or None
         None = the network's device.
+    batch_size : int > 0
+        Images per forward pass (4 x batch_size rotated images): memory is bounded by it.
 
     Returns
     -------
     torch.Tensor (N,), float32 on the CPU
         In nats, >= 0; 4 log 4 = 5.55 for an image whose rotations the network cannot tell apart.
         Higher = more out-of-distribution.
+
+    Raises
+    ------
+    InputError
+        Images of the wrong shape, type or channels for ``net``, or a bad ``batch_size``.
     """
+    from .validation import check_batch_size, iter_image_batches
+
     device = _device_of(net, device)
     net.eval()
-    rotated, labels = rotate_batch(images.to(device))
-    losses = F.cross_entropy(net(rotated).float(), labels, reduction="none")
-    return losses.view(4, len(images)).sum(0).cpu()
+    scores = []
+    for batch in iter_image_batches(images, net.trunk.stem[0].in_channels, "images", check_batch_size(batch_size)):
+        rotated, labels = rotate_batch(batch.to(device))
+        losses = F.cross_entropy(net(rotated).float(), labels, reduction="none")
+        scores.append(losses.view(4, len(batch)).sum(0).cpu())
+    return torch.cat(scores)
 
 
 def train_rotation(net, images: torch.Tensor, preset: Preset, generator: torch.Generator, device,

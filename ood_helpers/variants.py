@@ -1,6 +1,6 @@
 """The named detector variants, defined once: the paper's method, its Table 3 ablations, and ours.
 
-An :class:`~ood_helpers.detector.OODDetector` has three switches:
+An :class:`~ood_helpers.detector.OODDetector` has four switches:
 
 - ``latent_input`` (**the paper's**, Figure 2 and Table 3 "w/o auxiliary input"): the latent
   :math:`z = E(x)` is injected into the classifier as an auxiliary input;
@@ -8,8 +8,9 @@ An :class:`~ood_helpers.detector.OODDetector` has three switches:
   augmentation while training;
 - ``latent_distance`` (**ours**, not in the paper): the Ledoit-Wolf Mahalanobis distance of
   :math:`z` is added to the standardised classifier logit (two-sided: atypically close counts too);
-- ``rotation_score`` (**ours**, not in the paper): a rotation-prediction network's loss
-  (Hendrycks et al. 2019) is added too, for semantic novelty (notebook 08).
+- ``rotation_score`` (**ours**, not in the paper): the Mahalanobis distance of a
+  rotation-prediction network's features (the SSD feature distance, Sehwag et al. 2021; the
+  pretext task of Gidaris et al. 2018) is added too, for semantic novelty (notebook 08).
 
 Every variant, the paper's included, trains its classifier with *our* synthetic negatives made
 from in-distribution training images (:mod:`ood_helpers.outliers`): the paper never states what

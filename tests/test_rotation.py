@@ -92,3 +92,29 @@ def test_a_saved_rotation_detector_loads_with_equal_scores(rotation_detector, tm
 def test_a_bad_switch_value_is_named():
     with pytest.raises(InputError, match="rotation_score: expected True or False, got 'yes'.*rotation"):
         OODDetector(rotation_score="yes").fit(torch.rand(40, 1, 32, 32))
+
+
+def test_rotation_score_is_batched_and_validates_its_images():
+    torch.manual_seed(0)
+    net = RotationNet(1, width=4, stem="imagenet").eval()
+    images = smooth_images(10, 1, seed=2)
+    whole = rotation_score(net, images, batch_size=10)
+    np.testing.assert_allclose(rotation_score(net, images, batch_size=3).numpy(), whole.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(rotation_score(net, (images * 255).round().to(torch.uint8)).numpy(),
+                               rotation_score(net, (images * 255).round() / 255).numpy(), rtol=1e-5)   # uint8 converted
+    with pytest.raises(InputError, match="images"):
+        rotation_score(net, torch.rand(2, 3, 32, 32))     # a colour batch for a gray network
+    with pytest.raises(InputError, match="batch_size"):
+        rotation_score(net, images, batch_size=0)
+
+
+def test_rotation_augment_moves_within_the_shift_and_names_a_bad_one():
+    from ood_helpers.training import rotation_augment
+
+    images = smooth_images(6, 3, seed=1)
+    moved = rotation_augment(images, torch.Generator().manual_seed(0), max_shift=0)
+    # no shift: each image is itself or its mirror image
+    assert all(torch.equal(m, x) or torch.equal(m, x.flip(2)) for m, x in zip(moved, images))
+    assert torch.equal(rotation_augment(smooth_images(4, 1), max_shift=0), smooth_images(4, 1))   # gray: never flipped
+    with pytest.raises(InputError, match="max_shift: expected an int >= 0"):
+        rotation_augment(images, max_shift=-1)
