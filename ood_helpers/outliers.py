@@ -20,9 +20,10 @@ dataset looks like:
   structure: an image that *is* noise rather than an image *with* noise).
 - ``flat``: the image's mean colour at every pixel (no content at all: the limit of ``smooth``).
 
-The last four cover images *simpler and smoother* than the training data: an autoencoder
-reconstructs such images well, so reconstruction error alone calls them normal (the failure the
-paper's CIFAR-10 -> MNIST number hides). Noise and blur are deliberately *not* outlier families:
+``exposure``, ``posterize``, ``edges`` and ``smooth`` cover images *simpler and smoother* than the
+training data: an autoencoder reconstructs such images well, so reconstruction error alone calls
+them normal (the failure the paper's CIFAR-10 -> MNIST number hides). Noise and blur on a normal
+image are deliberately *not* outlier families:
 they are nuisances (see ``noise.py``) and a noisy in-distribution image should still count as in.
 ``pixel_shuffle`` and ``flat`` draw the other side of that line: noise *on* a normal image keeps
 the image's content and is in; an image with no content left, only the statistics of its pixels
@@ -33,7 +34,7 @@ augmentation that noise is harmless calls pure noise "in" (measured: see the far
 kind "no in-distribution content", made from training images, never from those test sets.
 
 Two implementations: :func:`make_outliers` (the reference, on the CPU, family by family and, for
-cutpaste and patch_shuffle, image by image) and :func:`make_outliers_batched` (the fast path of
+cutpaste, patch_shuffle and pixel_shuffle, image by image) and :func:`make_outliers_batched` (the fast path of
 :mod:`ood_helpers.training`: the same families with the same parameters, on the images' device,
 without host synchronisation, as a fixed number of batched kernels). They draw their random
 numbers in different orders, so one seed gives different (equally distributed) outliers.
