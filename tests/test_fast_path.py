@@ -228,11 +228,19 @@ def test_every_batched_family_keeps_shape_and_range_and_changes_every_image(fami
     assert ((out - images).abs().flatten(1).mean(1) > 0.01).all(), f"{family} left an image (almost) unchanged"
 
 
-@pytest.mark.parametrize("family", ["invert", "grayscale", "posterize", "edges", "smooth"])
+@pytest.mark.parametrize("family", ["invert", "grayscale", "posterize", "edges", "smooth", "flat"])
 def test_deterministic_families_equal_the_reference(family):
     images = smooth_images(8, 3, seed=2)
     out, _ = make_outliers_batched(images, (family,), _generator())
     torch.testing.assert_close(out, apply_family(images, family, _generator()), rtol=0, atol=1e-6)
+
+
+def test_batched_pixel_shuffle_keeps_each_images_pixels_and_moves_them():
+    images = smooth_images(6, 3, seed=5)
+    out, _ = make_outliers_batched(images, ("pixel_shuffle",), _generator(2))
+    for before, after in zip(images, out):
+        assert sorted(map(tuple, before.flatten(1).t().tolist())) == sorted(map(tuple, after.flatten(1).t().tolist()))
+        assert not torch.equal(before, after)
 
 
 def test_batched_cutpaste_changes_one_rectangle_copied_from_another_image():
