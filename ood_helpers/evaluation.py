@@ -348,7 +348,13 @@ def against_clean(detector, in_test, test_sets: dict) -> dict:
     InputError, NotFittedError
         From the detector, for bad images or an unfitted detector.
     """
-    clean = detector.decision_function(in_test)
+    if not isinstance(test_sets, dict) or not test_sets:
+        raise InputError(f"test_sets: expected a non-empty dict of name -> images, got {type(test_sets).__name__}. "
+                         f"Fix: e.g. test_sets=far_ood_suite(data.channels).")
+    if not hasattr(detector, "decision_function"):
+        raise InputError(f"detector: expected a detector with decision_function and threshold_, got "
+                         f"{type(detector).__name__}. Fix: pass a fitted OODDetector or baseline.")
+    clean = detector.decision_function(in_test)   # raises NotFittedError before threshold_ is read
     results = {}
     for name, images in test_sets.items():
         scores = detector.decision_function(images)

@@ -222,3 +222,20 @@ def test_committed_results_carry_no_machine_paths():
     root = Path(__file__).resolve().parents[1] / "results"
     for path in root.glob("*/results.*"):
         assert not re.search(r"=/(?:tmp|work|root|home)/", path.read_text()), path
+
+
+def test_against_clean_reports_auroc_and_flagged_share_and_names_bad_arguments():
+    from conftest import smooth_images
+
+    from ood_helpers.baselines import MeanIntensityDetector
+    from ood_helpers.far_ood import far_ood_suite
+
+    train = smooth_images(40, 1, seed=0) * 0.4
+    detector = MeanIntensityDetector().fit(train)
+    results = compare.against_clean(detector, smooth_images(30, 1, seed=1) * 0.4, far_ood_suite(1, n=30))
+    assert set(results) == {"uniform noise", "gaussian noise", "constant colour", "rademacher noise"}
+    assert results["uniform noise"]["auroc"] > 0.99 and results["uniform noise"]["flagged"] == 1.0
+    with pytest.raises(InputError, match="test_sets: expected a non-empty dict"):
+        compare.against_clean(detector, train, {})
+    with pytest.raises(InputError, match="detector: expected a detector"):
+        compare.against_clean(object(), train, {"x": train})
