@@ -14,7 +14,6 @@ noise of std 0.1 (which should stay in). Writes ``families.json`` and ``families
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from ood_helpers import evaluation                               # noqa: E402
 from ood_helpers.data import load_setting                        # noqa: E402
 from ood_helpers.far_ood import far_ood_suite                    # noqa: E402
-from ood_helpers.files import atomic_output_dir, check_output_dir  # noqa: E402
+from ood_helpers.files import check_output_dir, write_report  # noqa: E402
 from ood_helpers.noise import add_noise                          # noqa: E402
 from ood_helpers.outliers import LEGACY_FAMILIES, families_for   # noqa: E402
 from ood_helpers.presets import get_preset                       # noqa: E402
@@ -99,9 +98,7 @@ def main(argv=None) -> int:
     text = markdown(results, command)
     print(text)
     if args.out:
-        with atomic_output_dir(Path(args.out)) as work:
-            (work / "families.json").write_text(json.dumps({**results, "command": command}, indent=2) + "\n")
-            (work / "families.md").write_text(text)
+        write_report(args.out, "families", {**results, "command": command}, text)
     return 0
 
 

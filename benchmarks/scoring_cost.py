@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ood_helpers import artifacts                                # noqa: E402
-from ood_helpers.files import atomic_output_dir, check_output_dir  # noqa: E402
+from ood_helpers.files import check_output_dir, write_report  # noqa: E402
 from ood_helpers.presets import get_preset                       # noqa: E402
 from ood_helpers.reports import markdown_table                   # noqa: E402
 from ood_helpers.variants import VARIANTS                        # noqa: E402
@@ -127,9 +127,7 @@ def main(argv=None) -> int:
     text = markdown(results, command)
     print(text)
     if args.out:
-        with atomic_output_dir(Path(args.out)) as work:
-            (work / "cost.json").write_text(json.dumps({**results, "command": command}, indent=2) + "\n")
-            (work / "cost.md").write_text(text)
+        write_report(args.out, "cost", {**results, "command": command}, text)
     return 0
 
 

@@ -7,6 +7,7 @@ temporary behind; the next writer of the same target removes it once that PID is
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -207,6 +208,26 @@ def atomic_output_dir(path):
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def write_report(out_dir, stem: str, results: dict, markdown: str) -> Path:
+    """Write ``<stem>.json`` (``results``, indented) and ``<stem>.md`` (``markdown``) into
+    ``out_dir`` together (:func:`atomic_output_dir`): what each benchmark script leaves behind.
+
+    Returns
+    -------
+    Path
+        The folder.
+
+    Raises
+    ------
+    OutputPathError
+        When ``out_dir`` is not usable (see :func:`check_output_dir`).
+    """
+    with atomic_output_dir(out_dir) as work:
+        (work / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (work / f"{stem}.md").write_text(markdown)
+    return Path(out_dir)
 
 
 @contextmanager

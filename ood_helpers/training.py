@@ -511,6 +511,32 @@ def classifier_loss(classifier, autoencoder, batch: torch.Tensor, labels: torch.
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
+def _train_stage(model, images: torch.Tensor, preset: Preset, epochs: int, name: str, generator: torch.Generator,
+                 device, noise: NoiseAugment | None, plan: TrainingPlan | None, standard_step, staged, frozen=(),
+                 **loop) -> list[float]:
+    """The skeleton every training stage shares: the standard path calls ``standard_step(index)``
+    per batch; the fast path and DDP go through a :class:`_StageContext`, where
+    ``staged(stage, data, augment)`` returns ``(loss_of, inputs_of)``: the forward pass and loss
+    (compiled when planned) and the arguments it takes for a batch of indices. ``loop`` is
+    ``state_path``, ``progress``, ``on_epoch_end`` and ``identity`` of :func:`run_epochs`."""
+    plan = training_plan(preset, device) if plan is None else plan
+    schedule = dict(generator=generator, name=name, **loop, **preset_schedule(preset, epochs))
+    if not plan.fast and plan.world_size == 1:
+        return run_epochs(model, standard_step, len(images), **schedule)
+
+    with _StageContext(model, plan, device, generator, frozen=frozen) as stage:
+        augment = None if noise is None else (noise.batched if plan.fast else noise)
+        loss_of, inputs_of = staged(stage, stage.resident(images), augment)
+        loss_function = _LossFunction(loss_of, plan.compile, name)
+
+        def step(index):
+            return loss_function(*inputs_of(index))
+
+        step.fallback = loss_function.fallback
+        return run_epochs(model, step, len(images), **{**schedule, "generator": stage.generator},
+                          **stage.loop_options())
+
+
 def train_autoencoder(autoencoder, images: torch.Tensor, preset: Preset, generator: torch.Generator,
                       device, noise: NoiseAugment | None = None, state_path=None, progress=True,
                       on_epoch_end=None, identity: dict | None = None, plan: TrainingPlan | None = None) -> list[float]:
@@ -546,37 +572,27 @@ def train_autoencoder(autoencoder, images: torch.Tensor, preset: Preset, generat
     TrainingDivergedError
         When the loss is not finite.
     """
-    plan = training_plan(preset, device) if plan is None else plan
-    schedule = dict(generator=generator, name="autoencoder", progress=progress, state_path=state_path,
-                    identity=identity, on_epoch_end=on_epoch_end, **preset_schedule(preset, preset.ae_epochs))
-    if not plan.fast and plan.world_size == 1:   # the standard path: one call of autoencoder_loss per batch
-        def step(index):
-            return autoencoder_loss(autoencoder, images[index], noise, generator, device)
+    def standard_step(index):   # the standard path: one call of autoencoder_loss per batch
+        return autoencoder_loss(autoencoder, images[index], noise, generator, device)
 
-        return run_epochs(autoencoder, step, len(images), **schedule)
-
-    with _StageContext(autoencoder, plan, device, generator) as stage:
-        data = stage.resident(images)
-        augment = None if noise is None else (noise.batched if plan.fast else noise)
-
+    def staged(stage, data, augment):
         def loss_of(inputs, targets):
             with stage.autocast():
                 reconstruction, _ = stage.module(inputs)
             return F.l1_loss(reconstruction.float(), targets)
 
-        loss_function = _LossFunction(loss_of, plan.compile, "autoencoder")
-
-        def step(index):
+        def inputs_of(index):
             clean = data[index]
             corrupted = augment(clean, stage.generator) if augment is not None else clean
             rows = stage.rows(len(index), clean.device)
             if rows is not None:
                 clean, corrupted = clean[rows], corrupted[rows]
-            return loss_function(stage.inputs(corrupted), stage.inputs(clean))
+            return stage.inputs(corrupted), stage.inputs(clean)
+        return loss_of, inputs_of
 
-        step.fallback = loss_function.fallback
-        return run_epochs(autoencoder, step, len(images), **{**schedule, "generator": stage.generator},
-                          **stage.loop_options())
+    return _train_stage(autoencoder, images, preset, preset.ae_epochs, "autoencoder", generator, device, noise, plan,
+                        standard_step, staged, state_path=state_path, progress=progress,
+                        on_epoch_end=on_epoch_end, identity=identity)
 
 
 def train_classifier(classifier, autoencoder, images: torch.Tensor, preset: Preset, generator: torch.Generator,
@@ -611,20 +627,13 @@ def train_classifier(classifier, autoencoder, images: torch.Tensor, preset: Pres
         When the loss is not finite.
     """
     autoencoder.eval()  # frozen by running it under no_grad; its parameters stay trainable
-    plan = training_plan(preset, device) if plan is None else plan
-    schedule = dict(generator=generator, name="classifier", progress=progress, state_path=state_path,
-                    identity=identity, on_epoch_end=on_epoch_end, **preset_schedule(preset, preset.clf_epochs))
-    if not plan.fast and plan.world_size == 1:   # the standard path: classifier_batch, then classifier_loss
-        def step(index):
-            batch, labels = classifier_batch(images, index, families, noise, generator)
-            return classifier_loss(classifier, autoencoder, batch, labels, device)
 
-        return run_epochs(classifier, step, len(images), **schedule)
+    def standard_step(index):   # the standard path: classifier_batch, then classifier_loss
+        batch, labels = classifier_batch(images, index, families, noise, generator)
+        return classifier_loss(classifier, autoencoder, batch, labels, device)
 
-    with _StageContext(classifier, plan, device, generator, frozen=(autoencoder,)) as stage:
-        data = stage.resident(images)
-        augment = None if noise is None else (noise.batched if plan.fast else noise)
-        make = make_outliers_batched if plan.fast else make_outliers
+    def staged(stage, data, augment):
+        make = make_outliers_batched if stage.plan.fast else make_outliers
 
         def loss_of(batch, labels):
             with torch.no_grad(), stage.autocast():
@@ -633,9 +642,7 @@ def train_classifier(classifier, autoencoder, images: torch.Tensor, preset: Pres
                 logits = stage.module(difference_image(batch, reconstruction.float()), z.float())
             return F.binary_cross_entropy_with_logits(logits.float(), labels)
 
-        loss_function = _LossFunction(loss_of, plan.compile, "classifier")
-
-        def step(index):
+        def inputs_of(index):
             n = len(index)
             partners = torch.randint(len(images), (n,), generator=stage.generator, device=index.device)
             outliers, _ = make(data[partners], families, stage.generator)
@@ -647,11 +654,12 @@ def train_classifier(classifier, autoencoder, images: torch.Tensor, preset: Pres
             if rows is not None:   # this rank's in-distribution slice and the outliers made from it
                 rows = torch.cat([rows, rows + n])
                 batch, labels = batch[rows], labels[rows.to(labels.device)]
-            return loss_function(stage.inputs(batch), labels)
+            return stage.inputs(batch), labels
+        return loss_of, inputs_of
 
-        step.fallback = loss_function.fallback
-        return run_epochs(classifier, step, len(images), **{**schedule, "generator": stage.generator},
-                          **stage.loop_options())
+    return _train_stage(classifier, images, preset, preset.clf_epochs, "classifier", generator, device, noise, plan,
+                        standard_step, staged, frozen=(autoencoder,), state_path=state_path, progress=progress,
+                        on_epoch_end=on_epoch_end, identity=identity)
 
 
 # -- ours, not the paper's: the rotation-prediction network (semantic novelty, notebook 08) ----------
@@ -803,27 +811,16 @@ def train_rotation(net, images: torch.Tensor, preset: Preset, generator: torch.G
     TrainingDivergedError
         When the loss is not finite.
     """
-    plan = training_plan(preset, device) if plan is None else plan
-    schedule = dict(generator=generator, name="rotation", progress=progress, state_path=state_path,
-                    identity=identity, on_epoch_end=on_epoch_end, **preset_schedule(preset, preset.rotation_epochs))
-    if not plan.fast and plan.world_size == 1:   # the standard path: one call of rotation_loss per batch
-        def step(index):
-            return rotation_loss(net, images[index], noise, generator, device)
+    def standard_step(index):   # the standard path: one call of rotation_loss per batch
+        return rotation_loss(net, images[index], noise, generator, device)
 
-        return run_epochs(net, step, len(images), **schedule)
-
-    with _StageContext(net, plan, device, generator) as stage:
-        data = stage.resident(images)
-        augment = None if noise is None else (noise.batched if plan.fast else noise)
-
+    def staged(stage, data, augment):
         def loss_of(rotated, labels):
             with stage.autocast():
                 logits = stage.module(rotated)
             return F.cross_entropy(logits.float(), labels)
 
-        loss_function = _LossFunction(loss_of, plan.compile, "rotation")
-
-        def step(index):
+        def inputs_of(index):
             batch = rotation_augment(data[index], stage.generator)
             if augment is not None:
                 batch = augment(batch, stage.generator)
@@ -831,11 +828,12 @@ def train_rotation(net, images: torch.Tensor, preset: Preset, generator: torch.G
             if rows is not None:
                 batch = batch[rows]
             rotated, labels = rotate_batch(batch)
-            return loss_function(stage.inputs(rotated), labels.to(stage.device))
+            return stage.inputs(rotated), labels.to(stage.device)
+        return loss_of, inputs_of
 
-        step.fallback = loss_function.fallback
-        return run_epochs(net, step, len(images), **{**schedule, "generator": stage.generator},
-                          **stage.loop_options())
+    return _train_stage(net, images, preset, preset.rotation_epochs, "rotation", generator, device, noise, plan,
+                        standard_step, staged, state_path=state_path, progress=progress,
+                        on_epoch_end=on_epoch_end, identity=identity)
 
 
 # -- the anti-pattern of notebook 04: a classifier trained on the test OOD set ---------------------

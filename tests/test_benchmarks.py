@@ -76,3 +76,13 @@ def test_scoring_cost_benchmark_times_each_variant_and_counts_a_shared_autoencod
     assert rows["ours-rotation"]["train_seconds"]["rotation"] > 0 and "rotation" not in rows["ours"]["train_seconds"]
     assert rows["ours"]["throughput_vs_ours"] == 1.0 and all(len(r["rounds"]) == 2 for r in rows.values())
     assert "| mnist-near | ours + rotation score (semantic) |" in cost.markdown(results, "python benchmarks/scoring_cost.py")
+
+
+def test_write_report_writes_both_files_together(tmp_path):
+    from ood_helpers.files import write_report
+
+    out = write_report(tmp_path / "report", "cost", {"rows": [1, 2]}, "# table\n")
+    assert json.loads((out / "cost.json").read_text()) == {"rows": [1, 2]}
+    assert (out / "cost.md").read_text() == "# table\n" and sorted(p.name for p in out.iterdir()) == ["cost.json", "cost.md"]
+    write_report(out, "cost", {"rows": []}, "# again\n")   # a second run replaces the folder whole
+    assert json.loads((out / "cost.json").read_text()) == {"rows": []}
