@@ -144,13 +144,15 @@ def test_distributed_run_matches_one_process_with_the_same_global_batch(ddp_run,
         torch.set_num_threads(threads)
     ddp = ranks[0][path]
     assert single["history"]["training"]["world_size"] == 1
-    assert abs(ddp["auroc"] - single["auroc"]) <= 0.01, (ddp["auroc"], single["auroc"])
     # Same images, noise and outliers in the same order, same arithmetic up to rounding (test above);
     # but these untrained ResNets amplify rounding (measured: a 1e-5 change of z moves some decoder
     # gradients by 20%). Measured over seeds 0-3 and both paths (8 pairs of runs): epoch losses
-    # differed by up to 0.4% (first autoencoder epoch), 1% (autoencoder) and 8.8% (classifier);
-    # AUROC by up to 0.002, except once by 0.018 (fast path, seed 2: 0.9985 vs 0.9807). Seed 0
-    # here: AUROC 1.0 and 1.0.
+    # differed by up to 0.4% (first autoencoder epoch), 1% (autoencoder) and 8.8% (classifier).
+    # The AUROC is not compared: after 2 + 2 epochs the classifier is near chance (loss 0.60 against
+    # 0.69), so rounding decides its ranking. With ATEN_CPU_CAPABILITY=default (another CPU's
+    # kernels) the standard path gave 0.0 over two ranks and 1.0 in one process, losses within the
+    # bounds below.
+    assert 0.0 <= ddp["auroc"] <= 1.0 and 0.0 <= single["auroc"] <= 1.0
     history, reference = ddp["history"], single["history"]
     np.testing.assert_allclose(history["autoencoder_l1"][0], reference["autoencoder_l1"][0], rtol=0.02)
     np.testing.assert_allclose(history["autoencoder_l1"], reference["autoencoder_l1"], rtol=0.05)
