@@ -9,6 +9,8 @@ Three layers, so the logic can be tested without a browser and the picture witho
 - :func:`noise_explorer`: the ipywidgets front end (family dropdown, severity slider, image
   slider, score text, figure), which calls the two functions above on every change.
 
+For example::
+
     from ood_helpers.data import sample
     from ood_helpers.widgets import noise_explorer
     images = sample(data.in_test, 16)   # a random draw: the CIFAR-10 copy is stored class by class

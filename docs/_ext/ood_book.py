@@ -1,0 +1,119 @@
+"""Sphinx extension of the ood-notebooks book (loaded from docs/_config.yml).
+
+- The launch buttons' repository address comes from pyproject.toml ``[project.urls] repository``,
+  the one place that holds it (the notebooks' Colab cells are checked against it by
+  tests/test_colab_setup.py; ``make repository URL=...`` changes all of them at once).
+- MathJax is served from the site itself (sphinx-mathjax-offline), never from a CDN.
+- The docstrings' short cross-references (``OODDetector``, ``ood_helpers.OODDetector``,
+  ``artifacts.get_detector``) resolve to where the object is documented: the package re-exports
+  its main names, and its docstrings name them as a user imports them.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import tomllib
+from pathlib import Path
+
+BOOK = Path(__file__).resolve().parents[1]
+PACKAGE = "ood_helpers"
+
+# Types of other projects: resolving them needs their intersphinx inventories, which are fetched
+# from the internet, and the book builds offline. They stay plain text.
+THIRD_PARTY = r"(torch|numpy|np|sklearn|scipy|pyod|matplotlib|ipywidgets|PIL)(\..*)?"
+
+
+def repository_url(start: Path = BOOK) -> str:
+    """``[project.urls] repository`` of the nearest pyproject.toml at or above ``start``."""
+    for folder in (start, *start.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            return tomllib.loads(pyproject.read_text())["project"]["urls"]["repository"]
+    raise FileNotFoundError(f"no pyproject.toml at or above {start}")
+
+
+def _set_repository(app, config):
+    options = dict(config.html_theme_options or {})
+    options["repository_url"] = repository_url(Path(app.srcdir))
+    config.html_theme_options = options
+
+
+def _lookup(dotted: str):
+    """The object a dotted name imports as, or None."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def _canonical(obj) -> str | None:
+    obj = inspect.unwrap(obj) if callable(obj) else obj
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    return f"{module}.{qualname}" if module and qualname else None
+
+
+def _resolve(app, env, node, contnode):
+    """A py reference that Sphinx could not resolve: try it relative to the current module,
+    class and the package, and follow re-exports to where the object is documented."""
+    if node.get("refdomain") != "py":
+        return None
+    target, module, cls = node["reftarget"], node.get("py:module"), node.get("py:class")
+    candidates = [target]
+    if module:
+        candidates += [f"{module}.{cls}.{target}" if cls else None, f"{module}.{target}"]
+    candidates += [f"{PACKAGE}.{target}"]
+    domain = env.get_domain("py")
+    for candidate in filter(None, candidates):
+        if not candidate.startswith(PACKAGE):
+            continue
+        obj = _lookup(candidate)
+        if obj is None:
+            continue
+        names = [_canonical(obj), candidate]
+        last = "." + candidate.rsplit(".", 1)[-1]  # a re-exported constant: where the same object is documented
+        names += [name for name in domain.objects if name.endswith(last) and _lookup(name) is obj]
+        for name in names:
+            if name and name in domain.objects:
+                return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], name, node, contnode)
+    return None
+
+
+def _skip(app, what, name, obj, skip, options):
+    # scikit-learn's metadata-routing setters (set_fit_request, ...) that BaseEstimator adds to
+    # every estimator class: not ours, and their docstrings point into scikit-learn's own docs
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def _no_builtin_docstrings(app, what, name, obj, options, lines):
+    # a module constant without a ``#:`` comment would show the docstring of dict, tuple, ...
+    if what == "data" and lines and type(obj).__module__ == "builtins":
+        doc = inspect.getdoc(type(obj)) or ""
+        if doc.splitlines() and lines[0].strip() == doc.splitlines()[0].strip():
+            lines[:] = []
+
+
+def setup(app):
+    app.setup_extension("sphinx-mathjax-offline")
+    app.connect("config-inited", _set_repository)
+    app.connect("missing-reference", _resolve)
+    app.connect("autodoc-skip-member", _skip)
+    app.connect("autodoc-process-docstring", _no_builtin_docstrings)
+    app.config.nitpick_ignore_regex = list(app.config.nitpick_ignore_regex or []) + [
+        (r"py:(class|exc|func|meth|data|obj)", THIRD_PARTY),
+        # numpydoc type specs describe shapes and choices, e.g. ``torch.Tensor (N, latent_dim)``,
+        # ``(8 * width,)``, ``{"fp32", "bf16"}``: Sphinx reads their words as class names. This
+        # package's classes are CamelCase, so a lower-case or non-identifier "class" is such a word.
+        (r"py:class", r"[a-z][a-z_]*|.*[ *{}\"].*"),
+    ]
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
