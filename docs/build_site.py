@@ -128,7 +128,7 @@ def main() -> int:
     start = time.monotonic()
     stage()
     command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(SRC), "--path-output", str(ROOT),
-               "-W", "-n", "--keep-going", "--quiet"]
+               "-W", "-n", "--keep-going", "--quiet", "--all"]
     done = subprocess.run(command, cwd=ROOT)
     seconds = time.monotonic() - start
     if done.returncode:

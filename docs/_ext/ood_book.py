@@ -36,6 +36,8 @@ def _set_repository(app, config):
     options = dict(config.html_theme_options or {})
     options["repository_url"] = repository_url(Path(app.srcdir))
     config.html_theme_options = options
+    # pydata-sphinx-theme logs "Got invalid theme mode" as a console error without one
+    config.html_context = {"default_mode": "auto", **(config.html_context or {})}
 
 
 def _lookup(dotted: str):
@@ -103,12 +105,25 @@ def _no_builtin_docstrings(app, what, name, obj, options, lines):
             lines[:] = []
 
 
+def _unique_scripts(app, pagename, templatename, context, doctree):
+    # sphinx-thebe (always loaded by Jupyter Book 1) adds its inline config script twice, and
+    # the second `const THEBE_JS_URL` is a script error on every page: keep one of each
+    scripts, seen = [], set()
+    for script in context.get("script_files", []):
+        key = (str(getattr(script, "filename", script) or ""), getattr(script, "attributes", {}).get("body"))
+        if key not in seen:
+            seen.add(key)
+            scripts.append(script)
+    context["script_files"][:] = scripts
+
+
 def setup(app):
     app.setup_extension("sphinx-mathjax-offline")
     app.connect("config-inited", _set_repository)
     app.connect("missing-reference", _resolve)
     app.connect("autodoc-skip-member", _skip)
     app.connect("autodoc-process-docstring", _no_builtin_docstrings)
+    app.connect("html-page-context", _unique_scripts, priority=900)
     app.config.nitpick_ignore_regex = list(app.config.nitpick_ignore_regex or []) + [
         (r"py:(class|exc|func|meth|data|obj)", THIRD_PARTY),
         # numpydoc type specs describe shapes and choices, e.g. ``torch.Tensor (N, latent_dim)``,
