@@ -35,10 +35,12 @@ PAGE_FACTS = """async () => {
   const math = document.querySelectorAll('.math, span.math, div.math').length;
   const typeset = document.querySelectorAll('mjx-container').length;
   const mathErrors = document.querySelectorAll('mjx-merror').length;
-  const mainWidth = (document.querySelector('main') || document.body).clientWidth;
-  const wide = [...document.querySelectorAll('article table')]
-      .filter(t => t.getBoundingClientRect().width > mainWidth + 1).length;
-  return {images, links, ids, math, typeset, mathErrors, wide};
+  // clipped: a code block or table whose content is wider than its box (hidden behind a scroll bar)
+  const clipped = [...document.querySelectorAll('article pre, article table')]
+      .filter(e => e.scrollWidth > e.clientWidth + 1 ||
+                   (e.parentElement && e.parentElement.scrollWidth > e.parentElement.clientWidth + 1))
+      .map(e => e.tagName + ': ' + (e.textContent || '').trim().slice(0, 60));
+  return {images, links, ids, math, typeset, mathErrors, clipped};
 }"""
 
 
@@ -106,8 +108,7 @@ def test_the_built_book_reads_well_in_a_browser(site_url, chromium_path, chromiu
         if found["typeset"] < found["math"] or found["mathErrors"]:
             problems.append(f"{url}: math not rendered ({found['typeset']} of {found['math']} typeset, "
                             f"{found['mathErrors']} errors)")
-        if found["wide"]:
-            problems.append(f"{url}: {found['wide']} table(s) wider than the page")
+        problems += [f"{url}: clipped at 1280x800: {what}" for what in found["clipped"][:5]]
     # links and anchors: pages were loaded (HTTP 200 above); files answer; every #anchor exists
     for target in sorted(files):
         try:
