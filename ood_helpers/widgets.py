@@ -238,6 +238,16 @@ class NoiseExplorer(widgets.VBox):
     def _on_change(self, change):
         self.update()
 
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget view, plus the current figure as ``image/png`` and its description as
+        ``text/plain``: a front end that cannot render widgets (a static page, a Colab whose
+        widget manager is off) shows the picture instead of nothing."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None and self.figure.outputs:
+            data = self.figure.outputs[0]["data"]
+            bundle.update({"image/png": data["image/png"], "text/plain": data["text/plain"]})
+        return bundle
+
     def update(self, raise_errors: bool = False):
         """Recompute the state for the current controls and redraw text and figure.
 

@@ -10,8 +10,11 @@
 """
 from __future__ import annotations
 
+import html
 import importlib
 import inspect
+import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -117,6 +120,55 @@ def _unique_scripts(app, pagename, templatename, context, doctree):
     context["script_files"][:] = scripts
 
 
+WIDGET_VIEW = re.compile(r'<script type="application/vnd.jupyter.widget-view\+json">(.*?)</script>', re.S)
+
+
+def _widget_parts(state: dict, model_id: str) -> tuple[list[str], list[str]]:
+    """The HTML texts and PNG pictures a saved widget (and its children) showed."""
+    texts, pictures, todo, seen = [], [], [model_id], set()
+    while todo:
+        current = todo.pop(0)
+        if current in seen or current not in state:
+            continue
+        seen.add(current)
+        model = state[current]
+        fields = model.get("state", {})
+        if model.get("model_name") == "HTMLModel" and fields.get("value"):
+            texts.append(fields["value"])
+        for output in fields.get("outputs", []) or []:
+            png = output.get("data", {}).get("image/png")
+            if png:
+                pictures.append("".join(png) if isinstance(png, list) else png)
+        todo += [child.removeprefix("IPY_MODEL_") for child in fields.get("children", []) or []]
+    return texts, pictures
+
+
+def _widget_fallback(app, doctree, docname):
+    """A static book cannot run the noise explorer: show it as it was saved when the notebook ran
+    (its text and picture, from the notebook's saved widget state), with a note on how to run it."""
+    from docutils import nodes
+
+    path = Path(app.env.doc2path(docname))
+    if path.suffix != ".ipynb":
+        return
+    saved = json.loads(path.read_text()).get("metadata", {}).get("widgets", {})
+    state = saved.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for node in list(doctree.findall(nodes.raw)):
+        found = WIDGET_VIEW.search(node.astext())
+        if not found:
+            continue
+        texts, pictures = _widget_parts(state, json.loads(found.group(1))["model_id"])
+        if not texts and not pictures:  # a progress bar or other widget that saved nothing to show
+            node.replace_self(nodes.raw("", "", format="html"))
+            continue
+        parts = ['<div class="ood-widget-fallback"><p><strong>Interactive in a running notebook</strong> '
+                 "(the rocket button at the top of the page). Here, as it was when the notebook ran:</p>"]
+        parts += [f"<p>{text}</p>" for text in texts]
+        parts += [f'<img alt="{html.escape(re.sub("<[^>]+>", "", texts[0]) if texts else "widget")}" '
+                  f'src="data:image/png;base64,{picture.strip()}">' for picture in pictures]
+        node.replace_self(nodes.raw("", "".join(parts) + "</div>", format="html"))
+
+
 def setup(app):
     app.setup_extension("sphinx-mathjax-offline")
     app.connect("config-inited", _set_repository)
@@ -124,6 +176,7 @@ def setup(app):
     app.connect("autodoc-skip-member", _skip)
     app.connect("autodoc-process-docstring", _no_builtin_docstrings)
     app.connect("html-page-context", _unique_scripts, priority=900)
+    app.connect("doctree-resolved", _widget_fallback)
     app.config.nitpick_ignore_regex = list(app.config.nitpick_ignore_regex or []) + [
         (r"py:(class|exc|func|meth|data|obj)", THIRD_PARTY),
         # numpydoc type specs describe shapes and choices, e.g. ``torch.Tensor (N, latent_dim)``,
