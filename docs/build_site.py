@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
@@ -33,13 +32,12 @@ def _title(markdown: Path) -> str:
     return markdown.stem
 
 
-def stage_results(src: Path = SRC) -> list[dict]:
+def stage_results(src: Path = SRC, results: Path = ROOT / "results") -> list[dict]:
     """Copy results/ into ``src``/results; return the table-of-contents entries, one per folder
     (a folder with several reports gets a generated index page listing them)."""
-    results = ROOT / "results"
     for pattern in RESULT_FILES:
         for path in results.rglob(pattern):
-            target = src / path.relative_to(ROOT)
+            target = src / "results" / path.relative_to(results)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
     for report in (src / "results").rglob("*.md"):  # a report without a title gets its path as one
@@ -114,6 +112,8 @@ def stage() -> None:
     (SRC / "notebooks").mkdir()
     for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         shutil.copy2(notebook, SRC / "notebooks" / notebook.name)
+    import yaml  # with the docs extra (Jupyter Book needs it)
+
     entries = stage_results()
     toc = yaml.safe_load((SRC / "_toc.yml").read_text())
     for part in toc["parts"]:
