@@ -124,6 +124,7 @@ def test_the_repository_address_is_held_in_one_place():
     assert ood_book.repository_url(ROOT / "docs") == url
     config = (ROOT / "docs" / "_config.yml").read_text()
     assert "pyproject.toml" in config and "ood_book" in config
+    assert "github.com/" not in config, "docs/_config.yml must not hold a second copy of the address"
 
 
 def test_set_repository_rewrites_every_copy_and_only_that(tmp_path):
