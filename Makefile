@@ -52,7 +52,7 @@ test-browser: setup
 
 # every page of the built book in headless Chromium: console errors, images, math, links, clipping
 test-site: site
-	$(PY) -m pytest tests/site -m browser -p no:cacheprovider -s
+	$(PY) -m pytest tests/site -m browser -p no:cacheprovider -s --confcutdir=tests/site
 
 reproduce: setup
 	for s in $(SETTINGS); do $(PY) -m ood_helpers reproduce --setting $$s --preset $(PRESET) --seed 0 --out runs/reproduce/$(PRESET)/$$s || exit 1; done

@@ -143,9 +143,10 @@ def test_the_built_book_reads_well_in_a_browser(site_url, chromium_path, chromiu
 
 def test_every_notebook_page_offers_launch_buttons_a_download_and_folded_solutions(site_url):
     """The per-notebook promises, read from the built HTML (no browser needed)."""
-    from ood_helpers.colab import repository_url
+    import tomllib  # not ood_helpers.colab.repository_url: importing the package would import torch
 
-    owner_repo = urlparse(repository_url(REPO)).path.strip("/")
+    url = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]["repository"]
+    owner_repo = urlparse(url).path.strip("/")
     for name in NOTEBOOKS:
         html = (SITE / "notebooks" / f"{name}.html").read_text()
         assert (f"https://colab.research.google.com/github/{owner_repo}/blob/main/notebooks/{name}.ipynb"
