@@ -8,7 +8,7 @@ SETTINGS := mnist-cifar10 cifar10-mnist
 # the paper's two settings, then harder ones: near-OOD class splits and noisy in-distribution test images
 COMPARE_SETTINGS := $(SETTINGS) mnist-near cifar10-near mnist-cifar10+noise cifar10-mnist+noise
 
-.PHONY: setup lab test test-unit test-notebooks test-browser reproduce reproduce-ddp compare ablation robustness paper-gpu gpu-session-pack notebooks clean pretrain benchmark-classroom
+.PHONY: setup setup-docs site test-site repository lab test test-unit test-notebooks test-browser reproduce reproduce-ddp compare ablation robustness paper-gpu gpu-session-pack notebooks clean pretrain benchmark-classroom
 
 setup: $(STAMP)
 
@@ -17,20 +17,42 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# the book's tools (Jupyter Book 1, sphinx-argparse, offline MathJax) for `make site` only:
+# `make lab` stays light for students
+DOCS_STAMP := $(VENV)/.docs-installed-stamp
+setup-docs: $(DOCS_STAMP)
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,docs]'
+	@touch $(DOCS_STAMP)
+
+# the book from the committed notebooks (not re-executed) into _build/html; warnings are errors
+site: setup-docs
+	$(PY) docs/build_site.py
+
+# the repository's address, in pyproject.toml and every notebook's Colab cell: make repository URL=https://github.com/<owner>/<repo>
+repository: setup
+	$(PY) -m ood_helpers.colab set-repository $(URL)
+
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
-# unit tests, then every notebook under nbval at the quick preset, then the widget in a real browser
-test: test-unit test-notebooks test-browser
+# unit tests, then every notebook under nbval at the quick preset, then the widget in a real browser,
+# then the book: built and read in a real browser
+test: test-unit test-notebooks test-browser test-site
 
 test-unit: setup
-	$(PY) -m pytest tests --ignore=tests/browser
+	$(PY) -m pytest tests --ignore=tests/browser --ignore=tests/site
 
 test-notebooks: setup
 	OOD_PRESET=quick $(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/ -p no:cacheprovider
 
 test-browser: setup
 	$(PY) -m pytest tests/browser -m browser -p no:cacheprovider
+
+# every page of the built book in headless Chromium: console errors, images, math, links, clipping
+test-site: site
+	$(PY) -m pytest tests/site -m browser -p no:cacheprovider -s --confcutdir=tests/site
 
 reproduce: setup
 	for s in $(SETTINGS); do $(PY) -m ood_helpers reproduce --setting $$s --preset $(PRESET) --seed 0 --out runs/reproduce/$(PRESET)/$$s || exit 1; done
@@ -78,4 +100,4 @@ benchmark-classroom: setup
 	$(PY) benchmarks/classroom.py --preset $(PRESET) --kernels 4 --out results/classroom
 
 clean:
-	rm -rf artifacts notebooks/artifacts runs screenshots .pytest_cache
+	rm -rf artifacts notebooks/artifacts runs screenshots .pytest_cache _build

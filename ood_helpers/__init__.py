@@ -1,5 +1,7 @@
 """ood_helpers: the out-of-distribution detector of the ood-notebooks series, piece by piece.
 
+For example::
+
     from ood_helpers import OODDetector, load_setting
     data = load_setting("mnist-cifar10", train_limit=4000)
     detector = OODDetector(preset="quick", seed=0).fit(data.in_train)

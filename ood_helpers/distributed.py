@@ -1,5 +1,7 @@
 """Several GPUs (or CPU processes) for one training run: torchrun and DistributedDataParallel.
 
+For example::
+
     torchrun --standalone --nproc-per-node=4 -m ood_helpers reproduce --setting cifar10-mnist \\
         --preset paper --seed 0 --out runs/ddp/cifar10-mnist
     make reproduce-ddp NPROC=4 PRESET=paper

@@ -63,7 +63,7 @@ def show_images(images: torch.Tensor, ncols: int = 8, title: str | None = None, 
 
 
 def difference_magnitude(difference: torch.Tensor) -> torch.Tensor:
-    """One value per pixel for a difference image: the mean of |I - D(E(I))| over the channels.
+    """One value per pixel for a difference image: the mean of ``|I - D(E(I))|`` over the channels.
 
     Parameters
     ----------
@@ -100,7 +100,7 @@ def show_reconstructions(images: torch.Tensor, reconstruction: torch.Tensor, dif
         Columns shown (at most N).
     title : str or None
     vmax : float or None
-        Top of the difference images' colour scale (the channel mean of |I - Î|, see
+        Top of the difference images' colour scale (the channel mean of ``|I - Î|``, see
         :func:`difference_magnitude`); None = the largest value shown. Pass the same ``vmax`` to
         two calls to compare their difference rows. A colour bar shows the scale.
     score_label : str or None
@@ -140,7 +140,7 @@ def show_difference_images(rows: dict, differences: dict, ncols: int = 8, vmax: 
     """Images and their difference images, every difference on ONE colour scale with a colour bar.
 
     For each name, a row of images and under it the row of their difference images, drawn as
-    :func:`difference_magnitude` (the channel mean of |I - Î|) with the ``magma`` colour map from 0
+    :func:`difference_magnitude` (the channel mean of ``|I - Î|``) with the ``magma`` colour map from 0
     to ``vmax``: the same colour means the same error in every row.
 
     Parameters
@@ -148,7 +148,7 @@ def show_difference_images(rows: dict, differences: dict, ncols: int = 8, vmax: 
     rows : dict of str -> torch.Tensor (N, C, 32, 32)
         Name -> images in [0, 1]; the first ``ncols`` of each are shown.
     differences : dict of str -> torch.Tensor (N, C, 32, 32)
-        The same names -> their difference images |I - Î|.
+        The same names -> their difference images ``|I - Î|``.
     ncols : int
     vmax : float or None
         Top of the common colour scale; None = the largest difference shown.
@@ -581,7 +581,7 @@ def pipeline_diagram(highlight=(), aux_input: bool = True, noise: bool = False, 
     """The paper's detector as a flow chart: its Figure 1 (the autoencoder) with Figure 2's classifier.
 
     Top row, the autoencoder (Figure 1): image I -> encoder E -> latent z -> decoder D ->
-    reconstruction Î. Bottom row, the detector (Figure 2): the difference image |I - Î| goes into
+    reconstruction Î. Bottom row, the detector (Figure 2): the difference image ``|I - Î|`` goes into
     the classifier C, which also receives z (the auxiliary input), and gives the score.
 
     Parameters

@@ -16,16 +16,16 @@ Every variant, the paper's included, trains its classifier with *our* synthetic 
 from in-distribution training images (:mod:`ood_helpers.outliers`): the paper never states what
 its classifier's "out" examples are.
 
-=====================  =======  ============  ===============  =============  ==============  ==============================
-key                    origin   latent_input  latent_distance  noise_augment  rotation_score  source
-=====================  =======  ============  ===============  =============  ==============  ==============================
-``paper``              paper    True          False            True           False           Fig. 2, Tables 1-3 "Full model"
-``paper-no-aux``       paper    False         False            True           False           Table 3 "w/o auxiliary input"
-``paper-no-noise``     paper    True          False            False          False           Table 3 "w/o data augmentation"
-``ours``               ours     True          True             True           False           ours: paper + latent distance
-``ours-distance-only`` ours     False         True             True           False           ours: distance instead of z
-``ours-rotation``      ours     True          True             True           True            ours + rotation score
-=====================  =======  ============  ===============  =============  ==============  ==============================
+======================  =======  ============  ===============  =============  ==============  ==============================
+key                     origin   latent_input  latent_distance  noise_augment  rotation_score  source
+======================  =======  ============  ===============  =============  ==============  ==============================
+``paper``               paper    True          False            True           False           Fig. 2, Tables 1-3 "Full model"
+``paper-no-aux``        paper    False         False            True           False           Table 3 "w/o auxiliary input"
+``paper-no-noise``      paper    True          False            False          False           Table 3 "w/o data augmentation"
+``ours``                ours     True          True             True           False           ours: paper + latent distance
+``ours-distance-only``  ours     False         True             True           False           ours: distance instead of z
+``ours-rotation``       ours     True          True             True           True            ours + rotation score
+======================  =======  ============  ===============  =============  ==============  ==============================
 
 Detector files are named by the key: ``<preset>/<setting>/detector_<key>_seed<seed>.pt``
 (:func:`ood_helpers.artifacts.detector_relpath`).

@@ -9,6 +9,8 @@ Three layers, so the logic can be tested without a browser and the picture witho
 - :func:`noise_explorer`: the ipywidgets front end (family dropdown, severity slider, image
   slider, score text, figure), which calls the two functions above on every change.
 
+For example::
+
     from ood_helpers.data import sample
     from ood_helpers.widgets import noise_explorer
     images = sample(data.in_test, 16)   # a random draw: the CIFAR-10 copy is stored class by class
@@ -235,6 +237,16 @@ class NoiseExplorer(widgets.VBox):
 
     def _on_change(self, change):
         self.update()
+
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget view, plus the current figure as ``image/png`` and its description as
+        ``text/plain``: a front end that cannot render widgets (a static page, a Colab whose
+        widget manager is off) shows the picture instead of nothing."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None and self.figure.outputs:
+            data = self.figure.outputs[0]["data"]
+            bundle.update({"image/png": data["image/png"], "text/plain": data["text/plain"]})
+        return bundle
 
     def update(self, raise_errors: bool = False):
         """Recompute the state for the current controls and redraw text and figure.

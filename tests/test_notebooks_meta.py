@@ -272,3 +272,14 @@ def test_notebook_07_links_the_committed_results_relatively():
     assert {"results/ablation/results.md", "results/mnist-cifar10/results.md", "results/cifar10-mnist/results.md"} <= targets
     missing = sorted(target for target in targets if not (ROOT / target).is_file())
     assert not missing, f"links to files that are not committed: {missing}"
+
+
+# -- issue 25: the Colab part of the first cell clones, then leaves the rest to ood_helpers.colab.setup --------
+@pytest.mark.parametrize("name", SERIES)
+def test_colab_setup_is_short_and_delegates_to_the_package(name):
+    first = _source(_code_cells(_load(name))[0])
+    colab = first.split('if "google.colab" in sys.modules:\n')[1].split("\n\n")[0].splitlines()
+    assert 1 <= len(colab) <= 6, f"{name}: the Colab part of the setup cell has {len(colab)} lines"
+    assert any("git clone" in line and "os.path.isdir(" in line for line in colab), "clone only when missing"
+    assert colab[-1].strip().startswith("from ood_helpers.colab import setup; setup(")
+    assert "chdir" not in first and "%pip" not in first and '"pip"' not in first  # ood_helpers.colab does both

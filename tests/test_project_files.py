@@ -61,3 +61,21 @@ def test_torch_ranges_admit_the_offline_wheels():
     assert "==" not in torch_req and "==" not in vision_req
     low, high = re.findall(r"[\d.]+", torch_req)[:2]
     assert tuple(map(int, low.split("."))) <= (2, 14, 1) < tuple(map(int, high.split("."))) + (0,)
+
+
+def test_the_book_has_its_own_extra_and_make_test_builds_and_checks_it():
+    """Issue 25: `make site` installs the docs extra (never `make lab`), `make test` runs test-site."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    docs = {_name(r) for r in project["optional-dependencies"]["docs"]}
+    assert {"jupyter-book", "sphinx-argparse", "sphinx-mathjax-offline"} <= docs
+    assert next(r for r in project["optional-dependencies"]["docs"] if _name(r) == "jupyter-book").endswith("<2")
+    assert not docs & _environment_names(), "the book's tools stay out of the students' environment"
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: .*\btest-site\b", makefile, re.M)
+    assert re.search(r"^site: setup-docs$", makefile, re.M) and re.search(r"^lab: setup$", makefile, re.M)
+    assert re.search(r"^test-unit: setup\n.*--ignore=tests/site", makefile, re.M)
+    assert "[test,docs]" in makefile.split("$(DOCS_STAMP):")[1].split("\n\n")[0]
+    config = (ROOT / "docs" / "_config.yml").read_text()
+    assert re.search(r'execute_notebooks: "off"', config) and "nitpicky: true" in config
+    workflow = (ROOT / ".github" / "workflows" / "site.yml").read_text()
+    assert "make site" in workflow and "_build/html" in workflow

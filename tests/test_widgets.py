@@ -154,3 +154,18 @@ def test_widget_argument_errors(explorer_setup):
         noise_explorer(OODDetector(1, preset="quick", progress=False), images, in_scores, out_scores)
     small = noise_explorer(detector, images[:1], in_scores, out_scores, families=("poisson",), max_severity=0.2)
     assert small.family.options == ("poisson",) and small.image_index.disabled and small.severity.max == 0.2
+
+
+def test_the_explorer_falls_back_to_a_picture_where_widgets_do_not_render(explorer_setup):
+    """Issue 25: Colab without its widget manager, a static page: the output carries a PNG too."""
+    import base64
+
+    detector, images, in_scores, out_scores = explorer_setup
+    explorer = noise_explorer(detector, images, in_scores, out_scores)
+    bundle = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    assert bundle["text/plain"].startswith("<noise explorer figure: score")
+    explorer.severity.value = 0.3  # the picture follows the controls
+    assert explorer._repr_mimebundle_()["image/png"] != bundle["image/png"]
+    plt.close("all")

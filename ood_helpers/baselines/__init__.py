@@ -10,7 +10,7 @@ common arguments (``in_channels``, ``preset``, ``seed``, ``progress``) and budge
     vae = make_detector("vae", in_channels=1, preset="quick", seed=0, epochs=1).fit(train_images)
     # the same as VAEDetector(in_channels=1, preset="quick", seed=0, budget={"epochs": 1})
 
-The PyOD peers ("pyod-*") need the optional extra ``pip install .[peers]``; without it, fitting
+The PyOD peers (``"pyod-*"``) need the optional extra ``pip install .[peers]``; without it, fitting
 one (or building it with :func:`make_detector`) raises ``ImportError`` with :data:`PYOD_MISSING`.
 """
 from __future__ import annotations
