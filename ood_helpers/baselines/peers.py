@@ -102,7 +102,7 @@ class PyODPeer(BudgetedDetector):
             self.model_.fit(flat)
 
     def _decision_batch(self, batch):
-        with self._quiet(), seeded((self.params_["seed"] + 1) % 2**32):
+        with self._quiet(), seeded((check_seed(self.params_["seed"]) + 1) % 2**32):
             return np.asarray(self.model_.decision_function(flat_pixels(batch)), dtype=np.float64)
 
     def _verbose(self) -> int:
