@@ -4,7 +4,8 @@ It follows scikit-learn's estimator rules and PyOD's detector conventions (Zhao,
 "PyOD: A Python Toolbox for Scalable Outlier Detection", JMLR 2019):
 
 - ``__init__`` only stores its arguments; ``get_params`` / ``set_params`` / ``sklearn.base.clone``
-  work; validation happens in :meth:`BaseDetector.fit`;
+  work; validation happens in :meth:`BaseDetector.fit`; a parameter set after ``fit`` takes effect
+  at the next ``fit`` (scoring uses ``params_``, the parameters ``fit`` ran with);
 - ``fit(images) -> self`` learns from in-distribution images only (no labels, no outliers);
   learned state ends in ``_``;
 - ``decision_function(images) -> numpy (N,)``: higher = more out-of-distribution;
@@ -228,10 +229,10 @@ class BaseDetector(BaseEstimator):
         Runs under ``torch.enable_grad()`` (so it works inside ``torch.no_grad()``) with all
         global random generators seeded by ``seed`` and restored afterwards (under
         :data:`GLOBAL_RNG_LOCK`: fits in several threads run one at a time and give the scores of
-        sequential fits). Training images that are all the same image raise :class:`InputError`;
-        fewer distinct images than ``min_train_images`` warn (:class:`DegenerateDataWarning`). If fitting fails or
-        is interrupted (Ctrl-C), the detector keeps the state it had before: the previous fit,
-        or none.
+        sequential fits). Training images that are all one image raise :class:`InputError`; fewer
+        distinct images than ``min_train_images`` warn (:class:`DegenerateDataWarning`). If fitting
+        fails or is interrupted (Ctrl-C), the detector keeps the state it had before: the previous
+        fit, or none.
         """
         if y is not None:
             raise InputError(f"y: expected None (detectors learn from in-distribution images only, without "

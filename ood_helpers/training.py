@@ -111,7 +111,7 @@ def difference_image(images: torch.Tensor, reconstruction: torch.Tensor) -> torc
     return (images - reconstruction).abs()
 
 
-def _interactive() -> bool:
+def interactive() -> bool:
     """Whether progress bars have a live display: a terminal, or a notebook (tqdm.auto's widgets)."""
     if "notebook" in getattr(tqdm, "__module__", ""):
         return True
@@ -195,7 +195,7 @@ def run_epochs(model: torch.nn.Module, step, n_items: int, *, epochs: int, batch
     start, losses = _resume(state_path, identity, model, optimizer, scheduler, generator)
     device = next(model.parameters()).device
     # a log or CI (stderr not a terminal, not a notebook) gets one line per epoch instead of bars
-    lines = progress and not _interactive()
+    lines = progress and not interactive()
     for epoch in range(start, epochs):
         model.train()
         order = torch.randperm(n_items, generator=generator, device=generator.device)
