@@ -188,6 +188,12 @@ def test_inputs_the_ecosystem_hands_over(fitted, tmp_path):
     state = explorer_state(baseline, TEST[0], "gaussian", 0.0)
     assert state["score"] == state["clean_score"] == float(baseline.decision_function(TEST[:1])[0])
     assert state["reconstruction"] is None
+    import matplotlib.pyplot as plt
+
+    from ood_helpers.widgets import draw_explorer
+    figure = draw_explorer(state, baseline.decision_function(TEST), baseline.decision_function(1 - TEST))
+    assert len(figure.axes) == 3   # clean, noisy, histograms: no reconstruction panels to draw
+    plt.close(figure)
     # a GPU this machine lacks is the caller's argument, not a broken file
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match=r"device: 'cuda' asks for an NVIDIA GPU.*Fix: device='cpu'"):
