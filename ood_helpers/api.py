@@ -4,7 +4,8 @@ It follows scikit-learn's estimator rules and PyOD's detector conventions (Zhao,
 "PyOD: A Python Toolbox for Scalable Outlier Detection", JMLR 2019):
 
 - ``__init__`` only stores its arguments; ``get_params`` / ``set_params`` / ``sklearn.base.clone``
-  work; validation happens in :meth:`BaseDetector.fit`;
+  work; validation happens in :meth:`BaseDetector.fit`; a parameter set after ``fit`` takes effect
+  at the next ``fit`` (scoring uses ``params_``, the parameters ``fit`` ran with);
 - ``fit(images) -> self`` learns from in-distribution images only (no labels, no outliers);
   learned state ends in ``_``;
 - ``decision_function(images) -> numpy (N,)``: higher = more out-of-distribution;
@@ -18,16 +19,19 @@ A subclass implements ``_fit(train, held_out, generator)`` and ``_decision_batch
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import random
+import threading
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-from .validation import InputError, as_image_batch, check_batch_size, iter_image_batches
+from .validation import (DegenerateDataWarning, InputError, as_image_batch, check_batch_size, check_seed,
+                         check_spread, float32_default, iter_image_batches)
 
 
 def fingerprint(value) -> str:
@@ -52,6 +56,12 @@ class NotFittedError(_SklearnNotFittedError):
     """
 
 
+# torch's, NumPy's and Python's process-wide generators are shared by every thread: a fit that
+# seeds them (weight initialisation draws from them; PyOD seeds them itself) holds this lock, so two
+# fits in threads never draw from each other's streams and each gives the scores of a sequential fit
+GLOBAL_RNG_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def seeded(seed: int):
     """Run a block with every random generator seeded by ``seed``, then restore them.
@@ -59,28 +69,32 @@ def seeded(seed: int):
     Inside the block Python's ``random``, NumPy's global generator and torch's CPU (and CUDA)
     generators are seeded, so code that draws from them (weight initialisation, dropout)
     reproduces; on exit all of them are restored, so the caller's random state is unchanged.
+    The block holds :data:`GLOBAL_RNG_LOCK` (blocks in other threads wait) and runs with torch's
+    default dtype float32, whatever the session set.
 
     Parameters
     ----------
     seed : int
-        A non-negative integer.
+        In [0, 2**32 - 1] (see :func:`ood_helpers.validation.check_seed`); numpy integers count.
 
     Yields
     ------
     torch.Generator
         A CPU generator seeded with ``seed`` for the data pipeline (orders, noise, outliers).
     """
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-        try:
-            yield torch.Generator().manual_seed(seed)
-        finally:
-            random.setstate(python_state)
-            np.random.set_state(numpy_state)
+    seed = check_seed(seed)
+    with GLOBAL_RNG_LOCK, float32_default():
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            try:
+                yield torch.Generator().manual_seed(seed)
+            finally:
+                random.setstate(python_state)
+                np.random.set_state(numpy_state)
 
 
 def check_in_channels(in_channels, name: str = "in_channels") -> int | None:
@@ -97,13 +111,6 @@ def check_in_channels(in_channels, name: str = "in_channels") -> int | None:
         raise InputError(f"{name}: expected 1 (grayscale), 3 (RGB) or None (use the training images' "
                          f"channels), got {in_channels!r}.")
     return int(in_channels)
-
-
-def check_seed(seed, name: str = "seed") -> int:
-    """``seed`` as a non-negative int; raises :class:`InputError` naming ``name`` otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"{name}: expected a non-negative integer, got {seed!r}. Fix: seed=0.")
-    return int(seed)
 
 
 def check_fraction(value, name: str, low: float = 0.0, high: float = 1.0, include_high: bool = False) -> float:
@@ -158,6 +165,10 @@ class BaseDetector(BaseEstimator):
 
     Attributes set by ``fit``
     -------------------------
+    params_ : dict
+        A copy of ``get_params()`` taken by ``fit``: scoring, ``threshold_`` and ``save`` use
+        it, so ``set_params`` after ``fit`` changes nothing until the next ``fit``
+        (scikit-learn's rule).
     in_channels_ : int
         Channels of the training images.
     threshold_ : float
@@ -216,23 +227,30 @@ class BaseDetector(BaseEstimator):
         Notes
         -----
         Runs under ``torch.enable_grad()`` (so it works inside ``torch.no_grad()``) with all
-        global random generators seeded by ``seed`` and restored afterwards. If fitting fails or
-        is interrupted (Ctrl-C), the detector keeps the state it had before: the previous fit,
-        or none.
+        global random generators seeded by ``seed`` and restored afterwards (under
+        :data:`GLOBAL_RNG_LOCK`: fits in several threads run one at a time and give the scores of
+        sequential fits). Training images that are all one image raise :class:`InputError`; fewer
+        distinct images than ``min_train_images`` warn (:class:`DegenerateDataWarning`). If fitting
+        fails or is interrupted (Ctrl-C), the detector keeps the state it had before: the previous
+        fit, or none.
         """
         if y is not None:
             raise InputError(f"y: expected None (detectors learn from in-distribution images only, without "
                              f"labels), got {type(y).__name__}. Fix: call fit(images).")
         self._check_params()
+        # what fit is run with, copied: a parameter changed later takes effect at the next fit only
+        params = copy.deepcopy(self.get_params(deep=False))
         images = as_image_batch(images, self.in_channels, "images")
         if len(images) < self.min_train_images:
             raise InputError(f"images: expected at least {self.min_train_images} training images to fit, got "
                              f"{len(images)}.")
+        check_spread(images, "images", self.min_train_images)
         previous = dict(self.__dict__)
         try:
-            with torch.enable_grad(), seeded(self.seed) as generator:
+            with torch.enable_grad(), seeded(params["seed"]) as generator:
                 for key in [key for key in self.__dict__ if key.endswith("_") and not key.startswith("__")]:
                     del self.__dict__[key]
+                self.params_ = params
                 self.in_channels_ = images.shape[1]
                 self.train_fingerprint_ = fingerprint(images)
                 train, held_out = split_held_out(images, self.held_out_fraction, generator)
@@ -307,5 +325,5 @@ class BaseDetector(BaseEstimator):
         return np.concatenate(scores)
 
 
-__all__ = ["BaseDetector", "NotFittedError", "seeded", "fingerprint", "split_held_out", "check_in_channels", "check_seed",
+__all__ = ["BaseDetector", "NotFittedError", "DegenerateDataWarning", "GLOBAL_RNG_LOCK", "seeded", "fingerprint", "split_held_out", "check_in_channels", "check_seed",
            "check_fraction", "DEFAULT_BATCH_SIZE"]

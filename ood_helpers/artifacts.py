@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 from .api import check_seed, fingerprint
-from .checkpoints import CheckpointError
+from .checkpoints import CheckpointError, CheckpointWriteError
 from .data import CHANNELS, SETTINGS, OODData, load_setting
 from .detector import OODDetector, fit_autoencoder, read_detector_file
-from .files import file_lock
+from .files import OutputPathError, file_lock
 from .models import AutoEncoder
 from .presets import get_preset
 from .training import state_file
@@ -44,14 +44,14 @@ STATE_DIR = "train_state"   # per-epoch training states, beside the detector fil
 
 
 def artifact_dir() -> Path:
-    """``$OOD_ARTIFACTS`` if set, else ``./artifacts``."""
-    return Path(os.environ.get("OOD_ARTIFACTS", "artifacts"))
+    """``$OOD_ARTIFACTS`` if set (``~`` expanded), else ``./artifacts``."""
+    return Path(os.environ.get("OOD_ARTIFACTS") or "artifacts").expanduser()
 
 
 def pretrained_dir() -> Path | None:
     """``$OOD_PRETRAINED_DIR`` (the shared, read-only folder of pretrained detectors), or None when unset."""
     value = os.environ.get("OOD_PRETRAINED_DIR")
-    return Path(value) if value else None
+    return Path(value).expanduser() if value else None
 
 
 def detector_relpath(setting: str, preset=None, seed: int = 0, variant: str = "paper") -> Path:
@@ -278,6 +278,9 @@ def get_detector(setting: str, preset=None, seed: int = 0, variant: str = "paper
     ------
     InputError
         Unknown setting or variant, bad seed or preset.
+    ood_helpers.files.OutputPathError
+        When a detector must be trained and the artifacts folder is not writable (the message
+        names ``OOD_ARTIFACTS`` and the fix).
     ood_helpers.training.TrainingDivergedError
         When training diverges.
 
@@ -307,7 +310,15 @@ def get_detector(setting: str, preset=None, seed: int = 0, variant: str = "paper
         return shared
     if reason and verbose:
         print(f"pretrained detector not used: {reason}; using {_shown(path)}")
-    return load_or_train(path, wanted, data, channels, train_fingerprint, _shown(path), progress, verbose)[0]
+    try:
+        return load_or_train(path, wanted, data, channels, train_fingerprint, _shown(path), progress, verbose)[0]
+    except (OSError, OutputPathError, CheckpointWriteError) as err:
+        where = (f"OOD_ARTIFACTS={os.environ['OOD_ARTIFACTS']!r}" if os.environ.get("OOD_ARTIFACTS")
+                 else f"the default artifacts folder '{artifact_dir()}'")
+        raise OutputPathError(f"cannot save the detector this session trains: {where} cannot be written "
+                              f"({getattr(err, 'strerror', None) or err}). Fix: export OOD_ARTIFACTS=<a folder you "
+                              f"can write> (e.g. ~/ood-artifacts) and restart the kernel, or set OOD_PRETRAINED_DIR "
+                              f"to a folder of pretrained detectors.") from err
 
 
 def _autoencoder_file(path: Path, wanted: OODDetector, channels: int, train_fingerprint: str, shown: str,

@@ -13,6 +13,7 @@ import hashlib
 import os
 import pickle
 import shutil
+import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -139,7 +140,8 @@ def save_checkpoint(payload: dict, path) -> Path:
         strings or None (nested). A ``"version"`` key, if any, is stored as given; the file
         format version is stamped by this function.
     path : str or Path
-        Destination; missing parent folders are created.
+        Destination; ``~`` is expanded and missing parent folders are created. A symlink is kept:
+        the file it points to is replaced. A read-only file is not overwritten.
 
     Returns
     -------
@@ -151,14 +153,23 @@ def save_checkpoint(payload: dict, path) -> Path:
     TypeError
         When ``payload`` is not a dict with a string ``"format"``, or holds a value of another type.
     CheckpointWriteError
-        When the write fails: no space left on device (with the free space), or a folder that
-        cannot be created or written. The temporary file is removed.
+        When ``path`` is a read-only file, or the write fails: no space left on device (with the
+        free space), or a folder that cannot be created or written. The temporary file is removed.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not isinstance(payload, dict) or not isinstance(payload.get("format"), str):
         raise TypeError("save_checkpoint: payload must be a dict with a string 'format' key.")
+    # a symlink stays a link: the file it points to is replaced, in its own folder (atomic there)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        mode = None
+    if mode is not None and stat.S_ISREG(mode) and not mode & stat.S_IWUSR:
+        raise CheckpointWriteError(f"'{path}' is read-only, so it was not overwritten. Fix: save under another "
+                                   f"name, or make it writable first (chmod u+w '{target}') if replacing it is meant.")
     wrapped = {_MARK: FORMAT_VERSION, "sha256": _content_hash(payload), "payload": payload}
-    tmp = None
+    tmp, path_given, path = None, path, target
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)
@@ -177,7 +188,7 @@ def save_checkpoint(payload: dict, path) -> Path:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-    return path
+    return path_given
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -240,7 +251,7 @@ def load_checkpoint(path, expected_format: str, required=None) -> dict:
         or newer ood_helpers, has another format, or lacks a required key. One line naming the
         file, the reason and the fix.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist; train and save first, or check the path.")
     if not path.is_file():

@@ -107,12 +107,12 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     Returns
     -------
     pathlib.Path
-        ``root`` if given, else ``$OOD_DATA_DIR``, else :func:`default_data_dir`.
+        ``root`` if given, else ``$OOD_DATA_DIR``, else :func:`default_data_dir` (``~`` expanded).
     """
     if root is not None:
-        return Path(root)
+        return Path(root).expanduser()
     env = os.environ.get("OOD_DATA_DIR")
-    return Path(env) if env else default_data_dir()
+    return Path(env).expanduser() if env else default_data_dir()
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -21,6 +21,7 @@ exactly the autoencoder a detector of the same seed, preset, noise switch and im
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,7 +37,8 @@ from .outliers import apply_family, families_for
 from .presets import Preset, get_preset
 from .training import (difference_image, pick_device, state_file, train_autoencoder, train_classifier,
                        train_rotation, training_plan)
-from .validation import InputError, as_image_batch, check_batch_size, iter_image_batches
+from .validation import (DegenerateDataWarning, InputError, as_image_batch, check_batch_size, check_bool,
+                         float32_default, iter_image_batches)
 from .variants import variant_of
 
 DETECTOR_FORMAT = "ood_helpers.detector"
@@ -84,12 +86,9 @@ _SWITCH_HINTS = {"latent_input": "True injects z into the classifier (the paper'
 
 
 def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        hint = f" ({_SWITCH_HINTS[name]})" if name in _SWITCH_HINTS else ""
-        raise InputError(f"{name}: expected True or False, got {value!r} ({type(value).__name__}). Fix: "
-                         f"{name}=True or {name}=False{hint}; or pick a named variant with "
-                         f"ood_helpers.variants.build_detector.")
-    return bool(value)
+    hint = _SWITCH_HINTS.get(name, "")
+    return check_bool(value, name, hint + ("; or pick a named variant with ood_helpers.variants.build_detector"
+                                           if hint else ""))
 
 
 def _preset_from_dict(fields: dict, path) -> Preset:
@@ -185,7 +184,8 @@ def _autoencoder_from(payload: dict, path, device) -> AutoEncoder:
     """The autoencoder of a :func:`read_detector_file` payload, on ``device``, in eval mode."""
     p, channels = payload["config"]["preset"], payload["in_channels"]
     try:
-        autoencoder = new_autoencoder(channels, p)
+        with float32_default():
+            autoencoder = new_autoencoder(channels, p)
         autoencoder.load_state_dict(payload["autoencoder"])
     except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as err:
         message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
@@ -573,7 +573,13 @@ class OODDetector(BaseDetector):
         held = self.score_components(held_out, _fitted_check=False)
 
         def mean_std(key):
-            return (float(held[key].mean()), max(float(held[key].std()), 1e-6))
+            std = float(held[key].std())
+            if std < 1e-6:   # floored below: scores would be multiples of 1e6, the threshold meaningless
+                warnings.warn(f"the held-out {key} scores have no spread (standard deviation {std:.3g}): the "
+                              f"networks did not learn to tell these training images apart, so scores and "
+                              f"threshold_ carry no information. Fit on more varied in-distribution images.",
+                              DegenerateDataWarning, stacklevel=4)
+            return (float(held[key].mean()), max(std, 1e-6))
         self.calibration_ = ScoreCalibration(*mean_std("classifier"),
                                              *(mean_std("latent") if self.latent_distance else (None, None)),
                                              *(mean_std("rotation") if self.rotation_score else (None, None)))
@@ -588,8 +594,8 @@ class OODDetector(BaseDetector):
                             for family in families_for(self.in_channels_)}
 
     def _held_out_keys(self) -> tuple:
-        return ("score", "classifier") + (("latent",) if self.latent_distance else ()) + (
-            ("rotation",) if self.rotation_score else ()) + ("difference_l1",)
+        return ("score", "classifier") + (("latent",) if self.params_["latent_distance"] else ()) + (
+            ("rotation",) if self.params_["rotation_score"] else ()) + ("difference_l1",)
 
     def _fit_latent_density(self, images: torch.Tensor):
         self.autoencoder_.eval()
@@ -615,10 +621,10 @@ class OODDetector(BaseDetector):
         logits = self.classifier_(difference, z).float().cpu()
         parts = {"reconstruction": reconstruction.float().cpu(), "difference": difference.float().cpu(),
                  "z": z.float().cpu(), "classifier": logits}
-        if self.latent_distance:
+        if self.params_["latent_distance"]:
             centred = z.float().cpu() - self.latent_mean_
             parts["latent"] = ((centred @ self.latent_precision_) * centred).sum(1)
-        if self.rotation_score:
+        if self.params_["rotation_score"]:
             self.rotation_net_.eval()
             centred = self.rotation_net_.trunk(batch).float().cpu() - self.rotation_mean_
             parts["rotation"] = ((centred @ self.rotation_precision_) * centred).sum(1)
@@ -629,9 +635,9 @@ class OODDetector(BaseDetector):
         how far the latent distance is from its typical held-out value, in held-out standard deviations."""
         calibration = self.calibration_
         score = (np.asarray(parts["classifier"], np.float64) - calibration.classifier_mean) / calibration.classifier_std
-        if self.latent_distance:
+        if self.params_["latent_distance"]:
             score = score + np.abs(np.asarray(parts["latent"], np.float64) - calibration.latent_mean) / calibration.latent_std
-        if self.rotation_score:
+        if self.params_["rotation_score"]:
             score = score + (np.asarray(parts["rotation"], np.float64) - calibration.rotation_mean) / calibration.rotation_std
         return score
 
@@ -665,8 +671,8 @@ class OODDetector(BaseDetector):
         if _fitted_check:
             self._check_fitted("score_components")
         batch_size = check_batch_size(batch_size)
-        keys = ("classifier",) + (("latent",) if self.latent_distance else ()) + (
-            ("rotation",) if self.rotation_score else ()) + ("difference_l1", "difference_l2", "z")
+        keys = ("classifier",) + (("latent",) if self.params_["latent_distance"] else ()) + (
+            ("rotation",) if self.params_["rotation_score"] else ()) + ("difference_l1", "difference_l2", "z")
         pieces = {key: [] for key in keys}
         for batch in iter_image_batches(images, self.in_channels_, "images", batch_size):
             parts = self._parts(batch)
@@ -723,7 +729,7 @@ class OODDetector(BaseDetector):
         NotFittedError
         """
         self._check_fitted("save")
-        params = self.get_params()
+        params = dict(self.params_)   # what it was fitted with, whatever set_params did since
         params["preset"] = self.preset_.as_dict()
         params["device"] = None
         params["outlier_families"] = list(self.outlier_families_)
@@ -761,50 +767,55 @@ class OODDetector(BaseDetector):
             Unreadable, corrupted, foreign, incomplete or mismatching file, or one written by an
             older ood_helpers (version < 4: re-run pretrain); the message names the file and the
             reason.
+        InputError
+            ``device`` names a device this machine does not have (the file is not blamed).
         """
+        device = pick_device(device)   # a device this machine lacks is the caller's to fix, not the file's
         payload = read_detector_file(path, in_channels, preset)
         config, channels = payload["config"], payload["in_channels"]
-        try:
-            detector = cls(**{**config, "device": device, "progress": progress})
-            detector._check_params()
-            detector.in_channels_, detector.preset_ = channels, config["preset"]
-            detector.device_ = pick_device(device)
-            detector.outlier_families_ = tuple(config["outlier_families"])
-            p = detector.preset_
-            detector.autoencoder_ = new_autoencoder(channels, p)
-            detector.classifier_ = DifferenceClassifier(channels, p.width, p.latent_dim, p.stem,
-                                                        bool(detector.latent_input), detector.inject_stage)
-            detector.autoencoder_.load_state_dict(payload["autoencoder"])
-            detector.classifier_.load_state_dict(payload["classifier"])
-            detector.autoencoder_.to(detector.device_).eval()
-            detector.classifier_.to(detector.device_).eval()
-            detector.rotation_net_ = None
-            if detector.rotation_score:
-                detector.rotation_net_ = RotationNet(channels, p.width, p.stem)
-                detector.rotation_net_.load_state_dict(payload["rotation_net"])
-                detector.rotation_net_.to(detector.device_).eval()
-                detector.rotation_mean_ = payload["rotation_mean"].float()
-                detector.rotation_precision_ = payload["rotation_precision"].float()
-            else:
-                detector.rotation_mean_ = detector.rotation_precision_ = None
-            if detector.latent_distance:
-                detector.latent_mean_ = payload["latent_mean"].float()
-                detector.latent_precision_ = payload["latent_precision"].float()
-            else:
-                detector.latent_mean_ = detector.latent_precision_ = None
-            detector.calibration_ = ScoreCalibration(**payload["calibration"])
-            detector.threshold_ = float(payload["threshold"])
-            detector.held_out_scores_ = {key: value.numpy() for key, value in payload["held_out_scores"].items()}
-            detector.run_identity_ = payload["run_identity"]
-            detector.history_, detector.validation_ = payload["history"], payload["validation"]
-            detector.n_train_ = payload["n_train"]
-            detector.train_fingerprint_ = str(payload["train_fingerprint"])
-        except CheckpointError:
-            raise
-        except (RuntimeError, TypeError, KeyError, ValueError, AttributeError, InputError) as err:
-            message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-            raise CheckpointError(f"'{path}': its contents do not form a detector of this ood_helpers ({message}). "
-                                  f"Fix: delete it and retrain.") from err
+        with float32_default():   # a session's float64 default would build float64 networks
+            try:
+                detector = cls(**{**config, "device": device, "progress": progress})
+                detector._check_params()
+                detector.params_ = detector.get_params()
+                detector.in_channels_, detector.preset_ = channels, config["preset"]
+                detector.device_ = pick_device(device)
+                detector.outlier_families_ = tuple(config["outlier_families"])
+                p = detector.preset_
+                detector.autoencoder_ = new_autoencoder(channels, p)
+                detector.classifier_ = DifferenceClassifier(channels, p.width, p.latent_dim, p.stem,
+                                                            bool(detector.latent_input), detector.inject_stage)
+                detector.autoencoder_.load_state_dict(payload["autoencoder"])
+                detector.classifier_.load_state_dict(payload["classifier"])
+                detector.autoencoder_.to(detector.device_).eval()
+                detector.classifier_.to(detector.device_).eval()
+                detector.rotation_net_ = None
+                if detector.rotation_score:
+                    detector.rotation_net_ = RotationNet(channels, p.width, p.stem)
+                    detector.rotation_net_.load_state_dict(payload["rotation_net"])
+                    detector.rotation_net_.to(detector.device_).eval()
+                    detector.rotation_mean_ = payload["rotation_mean"].float()
+                    detector.rotation_precision_ = payload["rotation_precision"].float()
+                else:
+                    detector.rotation_mean_ = detector.rotation_precision_ = None
+                if detector.latent_distance:
+                    detector.latent_mean_ = payload["latent_mean"].float()
+                    detector.latent_precision_ = payload["latent_precision"].float()
+                else:
+                    detector.latent_mean_ = detector.latent_precision_ = None
+                detector.calibration_ = ScoreCalibration(**payload["calibration"])
+                detector.threshold_ = float(payload["threshold"])
+                detector.held_out_scores_ = {key: value.numpy() for key, value in payload["held_out_scores"].items()}
+                detector.run_identity_ = payload["run_identity"]
+                detector.history_, detector.validation_ = payload["history"], payload["validation"]
+                detector.n_train_ = payload["n_train"]
+                detector.train_fingerprint_ = str(payload["train_fingerprint"])
+            except CheckpointError:
+                raise
+            except (RuntimeError, TypeError, KeyError, ValueError, AttributeError, InputError) as err:
+                message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+                raise CheckpointError(f"'{path}': its contents do not form a detector of this ood_helpers ({message}). "
+                                      f"Fix: delete it and retrain.") from err
         return detector
 
     @classmethod
@@ -924,15 +935,16 @@ class AutoencoderDifferenceDetector(BaseDetector):
         if not isinstance(detector, OODDetector):
             raise InputError(f"detector: expected a fitted OODDetector, got {type(detector).__name__}.")
         detector._check_fitted("AutoencoderDifferenceDetector.from_detector")
-        new = cls(in_channels=detector.in_channels, preset=detector.preset, seed=detector.seed,
-                  noise_augment=detector.noise_augment, threshold_quantile=detector.threshold_quantile,
-                  held_out_fraction=detector.held_out_fraction, device=detector.device, progress=detector.progress)
+        fitted = detector.params_
+        new = cls(**{key: fitted[key] for key in ("in_channels", "preset", "seed", "noise_augment", "threshold_quantile",
+                                                  "held_out_fraction", "device", "progress")})
+        new.params_ = new.get_params()
         new.in_channels_, new.preset_, new.device_ = detector.in_channels_, detector.preset_, detector.device_
         new.autoencoder_ = detector.autoencoder_
         new.n_train_, new.train_fingerprint_ = dict(detector.n_train_), detector.train_fingerprint_
         new.history_ = {"autoencoder_l1": detector.history_["autoencoder_l1"],
                         "train_seconds": detector.history_["train_seconds"], "shared_with": "OODDetector"}
-        new.threshold_ = float(np.quantile(detector.held_out_scores_["difference_l1"], detector.threshold_quantile,
+        new.threshold_ = float(np.quantile(detector.held_out_scores_["difference_l1"], fitted["threshold_quantile"],
                                            method="higher"))
         return new
 

@@ -50,6 +50,7 @@ from .data import SETTINGS, OODData, data_root, load_setting
 from .detector import AutoencoderDifferenceDetector
 from .far_ood import FAR_OOD_SETS, RELATED_FAMILY, far_ood_suite
 from .files import atomic_output_dir, check_output_dir
+from .training import interactive
 from .noise import NOISE_FAMILIES, add_noise
 from .paper import PAPER_REPORTED, PAPER_SETTINGS, REPORTED_IN
 from .presets import PRESETS, default_preset_name, get_preset
@@ -237,7 +238,7 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
     per_seed = {key: {"metrics": [], "train": [], "score": [], "notes": set()} for key in run_keys}
     roc: dict = {}
     data = None
-    jobs = tqdm(total=len(seeds) * len(run_keys), desc="compare", disable=not progress)
+    jobs = tqdm(total=len(seeds) * len(run_keys), desc="compare", disable=not progress or not interactive())
     for seed_index, seed in enumerate(seeds):
         data = load_setting(base_setting, train_limit=train_limit, seed=seed)
         sets, test_groups = _test_sets(data, levels, far_ood)
@@ -677,7 +678,8 @@ def ablation(settings=PAPER_SETTINGS, preset="classroom", seeds=(0, 1, 2), out_d
         check_output_dir(out_dir)  # before any training, not after
     start = time.perf_counter()
     results = {}
-    jobs = tqdm(total=len(settings) * len(seeds) * len(ABLATION_VARIANTS), desc="ablation", disable=not progress)
+    jobs = tqdm(total=len(settings) * len(seeds) * len(ABLATION_VARIANTS), desc="ablation",
+                disable=not progress or not interactive())
     for setting in settings:
         runs = {key: {"metrics": [], "identities": [], "train_seconds": []} for key in ABLATION_VARIANTS}
         data = None

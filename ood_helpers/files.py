@@ -6,7 +6,6 @@ temporary behind; the next writer of the same target removes it once that PID is
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -15,6 +14,8 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+
+import filelock
 
 from .validation import InputError
 
@@ -145,7 +146,7 @@ def check_output_dir(path) -> Path:
         When ``path`` exists and is not a folder, when its parent folders cannot be created,
         or when the parent (or ``path``) is not writable. The message names the path and the fix.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"output folder '{path}' exists and is a file; remove it or choose another "
                               f"output folder.")
@@ -234,8 +235,9 @@ def write_report(out_dir, stem: str, results: dict, markdown: str) -> Path:
 def file_lock(path, timeout: float | None = None, poll_s: float = 0.1):
     """Hold an exclusive lock on ``<path>.lock`` so that one process at a time builds ``path``.
 
-    Uses ``fcntl.flock``: the operating system releases the lock when its holder exits, even
-    when killed, so a stale lock file is harmless and is left in place.
+    Uses the cross-platform ``filelock`` package (``flock`` on POSIX, ``msvcrt`` on Windows): the
+    operating system releases the lock when its holder exits, even when killed, so a lock file
+    left behind is harmless.
 
     Parameters
     ----------
@@ -245,7 +247,7 @@ def file_lock(path, timeout: float | None = None, poll_s: float = 0.1):
     timeout : float or None
         Seconds to wait for another holder; None waits as long as it takes.
     poll_s : float
-        Seconds between attempts while waiting with a timeout.
+        Seconds between attempts while waiting.
 
     Yields
     ------
@@ -259,29 +261,35 @@ def file_lock(path, timeout: float | None = None, poll_s: float = 0.1):
     OSError
         When the lock file cannot be created.
     """
+    path = Path(path).expanduser()
     lock = Path(f"{path}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+
+    def write_pid(handle: int):   # the holder's PID, for the message another waiter gets
+        try:
+            os.ftruncate(handle, 0)
+            os.lseek(handle, 0, os.SEEK_SET)
+            os.write(handle, f"{os.getpid()}\n".encode())
+        except OSError:   # Windows locks the bytes it would write; the message then says "unknown"
+            pass
+
+    options = dict(timeout=-1 if timeout is None else timeout, poll_interval=poll_s, thread_local=False)
     try:
-        if timeout is None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        else:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        holder = os.pread(handle, 32, 0).decode(errors="replace").strip() or "unknown"
-                        raise LockTimeoutError(
-                            f"'{lock}' is held by another process (pid {holder}) that is building '{path}'; "
-                            f"waited {timeout:g} s. Wait for it to finish or stop it (the lock frees "
-                            f"itself when that process ends).") from None
-                    time.sleep(poll_s)
-        # the holder's PID, for the message another waiter gets
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+        guard = filelock.FileLock(lock, on_acquired=write_pid, **options)
+    except (TypeError, ValueError):   # filelock < 4 lacks on_acquired; its soft fallback has no descriptor
+        guard = filelock.FileLock(lock, **options)
+    try:
+        guard.acquire()
+    except filelock.Timeout:
+        try:
+            holder = lock.read_text(errors="replace").strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        raise LockTimeoutError(
+            f"'{lock}' is held by another process (pid {holder}) that is building '{path}'; "
+            f"waited {timeout:g} s. Wait for it to finish or stop it (the lock frees "
+            f"itself when that process ends).") from None
+    try:
         yield lock
     finally:
-        os.close(handle)
+        guard.release()

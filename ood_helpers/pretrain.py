@@ -154,6 +154,8 @@ def pretrain(out_dir, preset=None, settings=None, seeds=(0,), variants=None,
         print(f"[{number}/{len(jobs)}] {relpath.as_posix()}: {said}", flush=True)
     for folder in used_states:   # every detector is saved: the states an interruption would resume are done with
         shutil.rmtree(folder, ignore_errors=True)
+    for record in records:       # nor are the locks that kept two trainers of one detector apart
+        Path(f"{out / record['file']}.lock").unlink(missing_ok=True)
     trained = sum(r["action"] != "present" for r in records)
     print(f"pretrain: done in {time.perf_counter() - start:.0f} s ({trained} trained, {len(records) - trained} "
           f"already present). Students read them with: export OOD_PRETRAINED_DIR='{Path(out).resolve()}' "

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,15 +68,28 @@ def pick_device(device=None) -> torch.device:
     Raises
     ------
     ood_helpers.validation.InputError
-        When ``device`` is not a valid torch device string or object.
+        When ``device`` is not a valid torch device string or object, or names a GPU this machine
+        does not have (``'cuda'`` without a driver, say).
     """
     from .validation import InputError
 
     if device is not None:
         try:
-            return torch.device(device)
+            chosen = torch.device(device)
         except (RuntimeError, TypeError) as err:
             raise InputError(f"device: expected a torch device such as 'cpu' or 'cuda', got {device!r}.") from err
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"device: {device!r} asks for an NVIDIA GPU, but torch finds none here "
+                             f"(torch.cuda.is_available() is False: no GPU, no driver, or a CPU-only torch). "
+                             f"Fix: device='cpu', or device=None (the GPU when there is one, else the CPU).")
+        if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise InputError(f"device: {device!r} names GPU {chosen.index}, but torch sees "
+                             f"{torch.cuda.device_count()}. Fix: device='cuda:0' or device=None.")
+        mps = getattr(torch.backends, "mps", None)
+        if chosen.type == "mps" and (mps is None or not mps.is_available()):
+            raise InputError(f"device: {device!r} asks for Apple's MPS, which this machine or torch lacks. "
+                             f"Fix: device='cpu' or device=None.")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -95,6 +109,16 @@ def difference_image(images: torch.Tensor, reconstruction: torch.Tensor) -> torc
     torch.Tensor (N, C, 32, 32), values in [0, 1]
     """
     return (images - reconstruction).abs()
+
+
+def interactive() -> bool:
+    """Whether progress bars have a live display: a terminal, or a notebook (tqdm.auto's widgets)."""
+    if "notebook" in getattr(tqdm, "__module__", ""):
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def state_file(work_dir, stage: str, identity: dict) -> Path:
@@ -131,7 +155,8 @@ def run_epochs(model: torch.nn.Module, step, n_items: int, *, epochs: int, batch
     name : str
         Shown on the progress bar and in errors.
     progress : bool
-        Show a tqdm progress bar per epoch.
+        Show a tqdm progress bar per epoch; when stderr is neither a terminal nor a notebook (a log,
+        CI), one line per epoch with its loss instead.
     state_path : path or None
         Save the training state there (atomically) after each epoch and resume from it.
     identity : dict or None
@@ -161,15 +186,23 @@ def run_epochs(model: torch.nn.Module, step, n_items: int, *, epochs: int, batch
     state_path = Path(state_path) if state_path is not None else None
     identity = {"name": name, "epochs": epochs, "n_items": n_items, "batch_size": batch_size, "lr": lr,
                 "betas": list(betas), "milestones": list(milestones), "gamma": gamma, **(identity or {})}
+    if not any(min(batch_size, n_items - i) >= min_batch for i in range(0, n_items, batch_size)):
+        from .validation import InputError
+        raise InputError(f"{name}: nothing would be trained: {n_items} training item(s) in batches of batch_size="
+                         f"{batch_size} give no mini-batch of at least {min_batch} (smaller ones are dropped), so "
+                         f"every epoch would be empty. Fix: batch_size >= {min_batch} and at least {min_batch} "
+                         f"training images for this network (a larger train_limit, or more images).")
     start, losses = _resume(state_path, identity, model, optimizer, scheduler, generator)
     device = next(model.parameters()).device
+    # a log or CI (stderr not a terminal, not a notebook) gets one line per epoch instead of bars
+    lines = progress and not interactive()
     for epoch in range(start, epochs):
         model.train()
         order = torch.randperm(n_items, generator=generator, device=generator.device)
         batches = [order[i:i + batch_size] for i in range(0, n_items, batch_size)
                    if min(batch_size, n_items - i) >= min_batch]
         total = torch.zeros((), device=device)  # summed on the device: no host synchronisation per step
-        bar = tqdm(batches, desc=f"{name} epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
+        bar = tqdm(batches, desc=f"{name} epoch {epoch + 1}/{epochs}", leave=False, disable=not progress or lines)
         for count, index in enumerate(bar, start=1):
             optimizer.zero_grad(set_to_none=True)
             try:
@@ -193,6 +226,8 @@ def run_epochs(model: torch.nn.Module, step, n_items: int, *, epochs: int, batch
                 f"{name} training diverged: the mean loss of epoch {epoch + 1} is {mean}; nothing was fitted. "
                 f"Fix: lower the learning rate (lr={lr:g}), or check the training images for extreme values.")
         losses.append(mean)
+        if lines:
+            print(f"{name} epoch {epoch + 1}/{epochs}: loss {mean:.4f}", file=sys.stderr, flush=True)
         if state_path is not None and distributed.is_main():
             save_checkpoint({"format": STATE_FORMAT, "version": 2, "config": identity, "epoch": epoch + 1,
                              "losses": losses, "model": model.state_dict(), "optimizer": optimizer.state_dict(),

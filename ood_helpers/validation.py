@@ -15,11 +15,16 @@ Documented conversions (everything else raises :class:`InputError`):
   1.0000001) are clipped to [0, 1];
 - tensors with ``requires_grad=True`` are detached (scores are never differentiated through);
 - a map-style ``torch.utils.data.Dataset`` (or a single PIL image) is read item by item, see
-  :func:`dataset_to_tensor`.
+  :func:`dataset_to_tensor`;
+- a ``torch.utils.data.DataLoader`` is read batch by batch (the first entry of each batch when it
+  is an (images, labels) pair): stacked for ``fit``, scored one loader batch at a time;
+- numpy arrays of non-native byte order (big-endian ``'>f4'``) are converted to native order.
 """
 from __future__ import annotations
 
+import contextlib
 import operator
+import warnings
 
 import numpy as np
 import torch
@@ -36,7 +41,44 @@ class InputError(ValueError):
     """
 
 
+class DegenerateDataWarning(UserWarning):
+    """Training images with little spread (few distinct images): the detector learns almost nothing."""
+
+
 # --------------------------------------------------------------------------- scalars
+
+MAX_SEED = 2**32 - 1   # NumPy's and scikit-learn's seed range, which the baselines pass seeds to
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as a Python int in [0, 2**32 - 1]; Python and numpy integers and 0-d integer tensors
+    are accepted. Raises :class:`InputError` naming ``name`` otherwise."""
+    if not _is_integer(seed) or not 0 <= int(seed) <= MAX_SEED:
+        fix = f"{name}={int(seed) % 2**32}" if _is_integer(seed) else f"{name}=0"
+        raise InputError(f"{name}: expected an integer in [0, 2**32 - 1] (NumPy's and scikit-learn's seed range), "
+                         f"got {seed!r} (type {type(seed).__name__}). Fix: {fix}.")
+    return int(seed)
+
+
+def check_bool(value, name: str, hint: str = "") -> bool:
+    """``value`` as a bool if it is a bool or numpy bool; else :class:`InputError` naming ``name``
+    (``hint`` says what True does)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}: expected True or False, got {value!r} (type {type(value).__name__}). "
+                         f"Fix: {name}=True or {name}=False{f' ({hint})' if hint else ''}.")
+    return bool(value)
+
+
+@contextlib.contextmanager
+def float32_default():
+    """Run a block with torch's default dtype float32 (networks are built and fed float32 even when
+    the session called ``torch.set_default_dtype(torch.float64)``), then restore it."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 def check_choice(value, choices, name: str):
     """Return ``value`` if it is one of ``choices``.
@@ -151,7 +193,7 @@ def _item_image(item, index: int, name: str):
     if _is_pil(item):
         return _pil_to_tensor(item, name)
     if isinstance(item, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(item))
+        return _from_numpy(item)
     if isinstance(item, torch.Tensor):
         return item.detach()
     raise InputError(f"{name}: dataset item {index} holds a {type(item).__name__}; expected a torch.Tensor, "
@@ -212,17 +254,53 @@ def dataset_to_tensor(dataset, name: str = "images") -> torch.Tensor:
     return torch.stack(images)
 
 
+def _from_numpy(array: np.ndarray) -> torch.Tensor:
+    """A tensor of ``array``; non-native byte order (big-endian data) is converted first, which torch
+    cannot read."""
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _loader_images(batch, name: str) -> torch.Tensor:
+    """The images of one DataLoader batch: the batch itself or the first entry of (images, labels)."""
+    if isinstance(batch, (tuple, list)) and batch:
+        batch = batch[0]
+    if isinstance(batch, np.ndarray):
+        return _from_numpy(batch)
+    if isinstance(batch, torch.Tensor):
+        return batch.detach()
+    raise InputError(f"{name}: the DataLoader's batches hold a {type(batch).__name__}; expected image tensors "
+                     f"(alone or as the first entry of (images, labels)). Fix: give its dataset a transform that "
+                     f"returns tensors, e.g. torchvision.transforms.ToTensor().")
+
+
+def loader_to_tensor(loader, name: str = "images") -> torch.Tensor:
+    """Concatenate the image batches of a ``torch.utils.data.DataLoader`` (labels are ignored)."""
+    batches = [_loader_images(batch, name) for batch in loader]
+    if not batches:
+        raise InputError(f"{name}: the DataLoader gave no batch; pass at least one image.")
+    shapes = {tuple(b.shape[1:]) for b in batches}
+    if len(shapes) > 1:
+        raise InputError(f"{name}: the DataLoader's batches differ in image shape {sorted(shapes)}; expected every "
+                         f"image (C, 32, 32). Fix: give its dataset a transform such as "
+                         f"torchvision.transforms.Resize((32, 32)).")
+    return torch.cat(batches)
+
+
 def _to_tensor(images, name: str) -> tuple[torch.Tensor, bool]:
     """(tensor, came_from_numpy). Datasets and PIL images are converted, anything else rejected."""
     if isinstance(images, np.ndarray):
         if images.dtype == object or images.dtype.kind in "USVcM":
             raise InputError(f"{name}: expected a numeric numpy array (float in [0, 1] or uint8 0-255), "
                              f"got dtype {images.dtype}. Fix: np.stack the images into one float32 or uint8 array.")
-        return torch.from_numpy(np.ascontiguousarray(images)), True
+        return _from_numpy(images), True
     if isinstance(images, torch.Tensor):
         return images.detach(), False
     if _is_pil(images):
         return _pil_to_tensor(images, name), False
+    if isinstance(images, torch.utils.data.DataLoader):
+        return loader_to_tensor(images, name), False
     if isinstance(images, torch.utils.data.Dataset):
         return dataset_to_tensor(images, name), False
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], (torch.Tensor, np.ndarray)):
@@ -232,7 +310,7 @@ def _to_tensor(images, name: str) -> tuple[torch.Tensor, bool]:
     else:
         fix = f"torch.as_tensor({name})"
     raise InputError(f"{name}: expected a torch.Tensor or numpy array of shape (N, C, 32, 32) (or a map-style "
-                     f"Dataset of images), got {type(images).__name__}. Fix: {fix}.")
+                     f"Dataset or a DataLoader of images), got {type(images).__name__}. Fix: {fix}.")
 
 
 # --------------------------------------------------------------------------- checks
@@ -387,7 +465,9 @@ def _prepare(images, channels: int | None, name: str) -> tuple[torch.Tensor, boo
     if channels is not None and (not _is_integer(channels) or channels not in CHANNEL_COUNTS):
         raise InputError(f"channels: expected 1 or 3 (or None for either), got {channels!r}.")
     converted = None
-    if isinstance(images, torch.utils.data.Dataset) and not isinstance(images, torch.Tensor):
+    if isinstance(images, torch.utils.data.DataLoader):
+        converted = f"{name} = ood_helpers.validation.loader_to_tensor({name})"
+    elif isinstance(images, torch.utils.data.Dataset) and not isinstance(images, torch.Tensor):
         converted = f"{name} = ood_helpers.validation.dataset_to_tensor({name})"
     elif _is_pil(images):
         converted = f"{name} = torchvision.transforms.functional.pil_to_tensor({name})"
@@ -475,6 +555,8 @@ def iter_image_batches(images, channels: int | None, name: str, batch_size: int)
         the first batch, because validation is not deferred to iteration.
     """
     batch_size = check_batch_size(batch_size)
+    if isinstance(images, torch.utils.data.DataLoader):
+        return _loader_batches(images, channels, name, batch_size)
     batch, clip = _prepare(images, channels, name)
     return _batches(batch, clip, batch_size)
 
@@ -482,3 +564,53 @@ def iter_image_batches(images, channels: int | None, name: str, batch_size: int)
 def _batches(images: torch.Tensor, clip: bool, batch_size: int):
     for start in range(0, len(images), batch_size):
         yield _to_unit_float(images[start:start + batch_size], clip)
+
+
+def _loader_batches(loader, channels: int | None, name: str, batch_size: int):
+    # one loader batch at a time, so memory stays bounded by the loader's batch size too
+    seen = 0
+    for index, raw in enumerate(loader):
+        try:
+            batch, clip = _prepare(_loader_images(raw, name), channels, name)
+        except InputError as err:
+            raise InputError(f"{err} (In DataLoader batch {index}.)") from None
+        seen += len(batch)
+        yield from _batches(batch, clip, batch_size)
+    if not seen:
+        raise InputError(f"{name}: the DataLoader gave no batch; pass at least one image.")
+
+
+def check_spread(images: torch.Tensor, name: str = "images", enough: int = 20) -> int:
+    """Count the distinct images of a float batch (N, C, 32, 32); refuse a batch of one repeated image.
+
+    Images are compared through two fixed random projections, ``chunk`` images at a time (no copy
+    of the whole batch).
+
+    Returns
+    -------
+    int
+        The number of distinct images.
+
+    Raises
+    ------
+    InputError
+        When every image is the same: nothing tells in from out then.
+
+    Warns
+    -----
+    DegenerateDataWarning
+        When fewer than ``enough`` images are distinct (a few images repeated).
+    """
+    flat = images.flatten(1)
+    directions = torch.randn(flat.shape[1], 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    keys = torch.cat([(flat[start:start + 1024].double() @ directions) for start in range(0, len(flat), 1024)])
+    distinct = len(torch.unique(torch.round(keys * 1e6), dim=0))
+    if distinct == 1:
+        raise InputError(f"{name}: expected varied in-distribution training images, got {len(images)} copies of one "
+                         f"image (no spread): a detector fitted on them flags almost nothing as out. Fix: pass many "
+                         f"different in-distribution images, e.g. ood_helpers.load_setting(...).in_train.")
+    if distinct < enough:
+        warnings.warn(f"{name}: only {distinct} distinct images among {len(images)} (the rest are repeats); the "
+                      f"detector's threshold and score scale rest on almost no spread. Pass at least {enough} "
+                      f"different in-distribution images.", DegenerateDataWarning, stacklevel=3)
+    return distinct

@@ -62,8 +62,10 @@ def explorer_state(detector, image, family: str, severity: float, seed: int = 0,
 
     Parameters
     ----------
-    detector : ood_helpers.OODDetector
-        Fitted (anything with ``explain``, ``decision_function`` and ``in_channels_``).
+    detector : fitted detector
+        Any detector of the interface (``decision_function`` and ``in_channels_``): ours and the
+        autoencoder difference also show their reconstruction (through ``explain``); for the
+        others ``reconstruction`` and ``difference`` are None.
     image : torch.Tensor (C, 32, 32) or (1, C, 32, 32)
         One image, float in [0, 1] or uint8 0-255.
     family : str
@@ -81,7 +83,8 @@ def explorer_state(detector, image, family: str, severity: float, seed: int = 0,
     -------
     dict
         ``family``, ``severity``, ``seed``; tensors (C, 32, 32) ``clean``, ``noisy``,
-        ``reconstruction``, ``difference`` (in [0, 1]); floats ``score`` (the noisy image) and
+        ``reconstruction``, ``difference`` (in [0, 1]; None for a detector without ``explain``);
+        floats ``score`` (the noisy image) and
         ``clean_score``; ``in_percent_below`` / ``out_percent_below`` (float in [0, 100] or
         None), ``threshold`` (the 95th percentile of ``in_scores``) and ``flagged`` (score above
         it), both None without ``in_scores``.
@@ -103,13 +106,19 @@ def explorer_state(detector, image, family: str, severity: float, seed: int = 0,
     noisy = add_noise(images, family, severity, torch.Generator().manual_seed(int(seed)))
     # scored one at a time, exactly as ``detector.decision_function(image)`` would (batch size can
     # move the last digits of a convolution), so severity 0 reproduces the detector's own score
-    parts = detector.explain(noisy)
-    score, clean_score = float(parts["score"][0]), float(detector.decision_function(images)[0])
+    if hasattr(detector, "explain"):
+        parts = detector.explain(noisy)
+        score = float(parts["score"][0])
+    else:   # a baseline: the shared interface gives the score; it has no reconstruction to show
+        parts = {"reconstruction": None, "difference": None}
+        score = float(detector.decision_function(noisy)[0])
+    clean_score = float(detector.decision_function(images)[0])
     threshold = None if in_scores is None else float(np.quantile(in_scores, FLAG_QUANTILE))
     return {
         "family": family, "severity": float(severity), "seed": int(seed),
         "clean": images[0], "noisy": noisy[0],
-        "reconstruction": parts["reconstruction"][0], "difference": parts["difference"][0],
+        "reconstruction": None if parts["reconstruction"] is None else parts["reconstruction"][0],
+        "difference": None if parts["difference"] is None else parts["difference"][0],
         "score": score, "clean_score": clean_score,
         "in_percent_below": _percent_below(in_scores, score),
         "out_percent_below": _percent_below(out_scores, score),
@@ -171,11 +180,12 @@ def draw_explorer(state: dict, in_scores, out_scores, in_label: str = "in-distri
     fig = plt.figure(figsize=(8.0, 5.4))
     grid = fig.add_gridspec(2, 4, height_ratios=(1.0, 1.15))
     difference = state["difference"]
-    peak = float(difference.max())
-    panels = (("clean input", state["clean"], "gray", 1.0),
-              (f"{state['family']} {state['severity']:.2f}", state["noisy"], "gray", 1.0),
-              ("reconstruction", state["reconstruction"], "gray", 1.0),
-              (f"|difference| (max {peak:.2f})", difference, "magma", max(peak, 1e-6)))
+    panels = [("clean input", state["clean"], "gray", 1.0),
+              (f"{state['family']} {state['severity']:.2f}", state["noisy"], "gray", 1.0)]
+    if difference is not None:
+        peak = float(difference.max())
+        panels += [("reconstruction", state["reconstruction"], "gray", 1.0),
+                   (f"|difference| (max {peak:.2f})", difference, "magma", max(peak, 1e-6))]
     for col, (title, picture, cmap, vmax) in enumerate(panels):
         ax = fig.add_subplot(grid[0, col])
         ax.imshow(_to_hwc(picture / vmax), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")

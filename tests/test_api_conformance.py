@@ -327,3 +327,52 @@ def test_bad_batch_size_and_labels_rejected(name):
     with pytest.raises(InputError, match=r"^y: "):
         fresh.fit(TRAIN, np.zeros(len(TRAIN)))
     assert not hasattr(fresh, "threshold_")
+
+
+# -- parameters changed after fit; ordinary numbers ------------------------------------------------
+def _changes(spec: Spec) -> dict:
+    """A new value for every parameter that fit reads (switches that shape the score included)."""
+    changes = {"seed": 7, "threshold_quantile": 0.5, "held_out_fraction": 0.2}
+    if spec.cls is OODDetector:
+        changes.update(latent_input=not spec.params.get("latent_input", True),
+                       latent_distance=not spec.params.get("latent_distance", True),
+                       noise_augment=False, rotation_score=True, inject_stage=3)
+    elif spec.cls is AutoencoderDifferenceDetector:
+        changes.update(noise_augment=False)
+    if "budget" in spec.params:
+        changes.update(budget=None)
+    return changes
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_set_params_after_fit_takes_effect_at_next_fit(name, tmp_path):
+    spec = SPECS[name]
+    detector = copy.deepcopy(fitted(name)[0])
+    scores, flags, threshold = detector.decision_function(TEST), detector.predict(TEST), detector.threshold_
+    changes = _changes(spec)
+    detector.set_params(**changes)
+    # scikit-learn's rule: nothing changes until the next fit
+    np.testing.assert_array_equal(detector.decision_function(TEST), scores)
+    np.testing.assert_array_equal(detector.predict(TEST), flags)
+    assert detector.threshold_ == threshold
+    if hasattr(detector, "save"):
+        loaded = type(detector).load(detector.save(tmp_path / "detector.pt"), device="cpu")
+        np.testing.assert_array_equal(loaded.decision_function(TEST), scores)
+        assert all(loaded.get_params()[key] == spec.params.get(key, spec.cls().get_params()[key])
+                   for key in changes if key != "budget")
+    # ... and the next fit uses them (the budget goes back to the tiny one: the preset's is slow)
+    detector.set_params(**{key: spec.params[key] for key in ("budget",) if key in spec.params})
+    detector.fit(TRAIN)
+    assert detector.params_ == detector.get_params()
+    assert detector.predict(TEST).mean() > 0.3, "threshold_quantile=0.5 flags about half the in-distribution"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_numpy_integer_seeds(name):
+    expected = fitted(name)[0].decision_function(TEST)
+    for seed in (np.arange(3)[0], np.uint32(0)):
+        detector = SPECS[name].build(seed=seed).fit(TRAIN)
+        np.testing.assert_array_equal(detector.decision_function(TEST), expected)
+    for seed in (2**64, 2**32, np.int64(-1)):
+        with pytest.raises(InputError, match=r"^seed: expected an integer in \[0, 2\*\*32 - 1\]"):
+            SPECS[name].build(seed=seed).fit(TRAIN)

@@ -19,7 +19,7 @@ import torch
 from ..api import BaseDetector
 from ..presets import PRESETS, Preset, default_preset_name
 from ..training import pick_device
-from ..validation import InputError, check_choice
+from ..validation import InputError, _is_integer, check_bool, check_choice
 
 __all__ = ["BudgetedDetector", "preset_name", "resolve_budget", "subsample", "check_bool", "flat_pixels"]
 
@@ -51,18 +51,6 @@ def preset_name(preset) -> str:
     return check_choice(preset or default_preset_name(), tuple(PRESETS), "preset")
 
 
-def check_bool(value, name: str) -> bool:
-    """``value`` if it is a bool (or numpy bool); else :class:`InputError` naming ``name``."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name}: expected True or False, got {value!r} (type {type(value).__name__}). "
-                         f"Fix: {name}=True.")
-    return bool(value)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _check_budget_value(cls_name: str, key: str, value, default):
     """One budget entry, checked against the type of the preset's own value."""
     def fail(expected: str, example):
@@ -70,22 +58,22 @@ def _check_budget_value(cls_name: str, key: str, value, default):
                          f"(type {type(value).__name__}). Fix: budget={{{key!r}: {example!r}}}.")
 
     if key == "train_limit":
-        if value is not None and (not _is_int(value) or value < 2):
+        if value is not None and (not _is_integer(value) or value < 2):
             fail("None (all images) or an integer >= 2", 4000)
     elif isinstance(default, bool):
         if not isinstance(value, (bool, np.bool_)):
             fail("True or False", default)
-    elif _is_int(default):
-        if not _is_int(value) or value < 1:
+    elif _is_integer(default):
+        if not _is_integer(value) or value < 1:
             fail("a positive integer", default)
         if key == "batch_size" and value < 2:
             fail("an integer >= 2 (a mini-batch needs two images)", default)
     elif isinstance(default, float):
-        ok = (_is_int(value) or isinstance(value, (float, np.floating))) and np.isfinite(value) and value > 0
+        ok = (_is_integer(value) or isinstance(value, (float, np.floating))) and np.isfinite(value) and value > 0
         if not ok:
             fail("a positive number", default)
     elif isinstance(default, tuple):
-        if not isinstance(value, (tuple, list)) or not value or not all(_is_int(v) and v >= 1 for v in value):
+        if not isinstance(value, (tuple, list)) or not value or not all(_is_integer(v) and v >= 1 for v in value):
             fail("a non-empty tuple of positive integers", default)
 
 

@@ -8,6 +8,7 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 
 from ..api import BaseDetector
+from ..validation import check_seed
 from .base import BudgetedDetector, flat_pixels
 
 __all__ = ["MeanIntensityDetector", "IsolationForestDetector", "PCAReconstructionDetector"]
@@ -106,7 +107,7 @@ class IsolationForestDetector(BudgetedDetector):
     def _train(self, images, generator):
         self.model_ = IsolationForest(n_estimators=self.budget_["n_estimators"],
                                       max_samples=min(self.budget_["max_samples"], len(images)),
-                                      random_state=self.seed, n_jobs=1).fit(flat_pixels(images))
+                                      random_state=check_seed(self.seed), n_jobs=1).fit(flat_pixels(images))
 
     def _decision_batch(self, batch):
         return -self.model_.score_samples(flat_pixels(batch))
@@ -150,7 +151,8 @@ class PCAReconstructionDetector(BudgetedDetector):
     def _train(self, images, generator):
         flat = flat_pixels(images)
         n_components = min(self.budget_["n_components"], flat.shape[0] - 1, flat.shape[1])
-        self.model_ = PCA(n_components=n_components, svd_solver="randomized", random_state=self.seed).fit(flat)
+        self.model_ = PCA(n_components=n_components, svd_solver="randomized",
+                          random_state=check_seed(self.seed)).fit(flat)
 
     def _decision_batch(self, batch):
         flat = flat_pixels(batch)

@@ -16,7 +16,7 @@ import io
 import numpy as np
 
 from ..api import seeded
-from ..validation import InputError
+from ..validation import InputError, check_seed
 from .base import BudgetedDetector, flat_pixels, resolve_budget
 
 PYOD_MISSING = "PyOD is not installed: pip install .[peers]"
@@ -102,7 +102,7 @@ class PyODPeer(BudgetedDetector):
             self.model_.fit(flat)
 
     def _decision_batch(self, batch):
-        with self._quiet(), seeded(self.seed + 1):
+        with self._quiet(), seeded((check_seed(self.params_["seed"]) + 1) % 2**32):
             return np.asarray(self.model_.decision_function(flat_pixels(batch)), dtype=np.float64)
 
     def _verbose(self) -> int:
@@ -145,7 +145,7 @@ class PyODAutoEncoderDetector(PyODPeer):
 
         b = self.budget_
         return AutoEncoder(epoch_num=b["epochs"], hidden_neuron_list=list(b["hidden"]), batch_size=b["batch_size"],
-                           lr=b["lr"], random_state=self.seed, device=self.device_, verbose=self._verbose())
+                           lr=b["lr"], random_state=check_seed(self.seed), device=self.device_, verbose=self._verbose())
 
 
 class PyODVAEDetector(PyODPeer):
@@ -189,7 +189,7 @@ class PyODVAEDetector(PyODPeer):
         b = self.budget_
         return VAE(epoch_num=b["epochs"], encoder_neuron_list=list(b["encoder"]),
                    decoder_neuron_list=list(reversed(b["encoder"])), latent_dim=b["latent_dim"],
-                   batch_size=b["batch_size"], lr=b["lr"], random_state=self.seed, device=self.device_,
+                   batch_size=b["batch_size"], lr=b["lr"], random_state=check_seed(self.seed), device=self.device_,
                    verbose=self._verbose())
 
 
@@ -238,5 +238,5 @@ class PyODDeepSVDDDetector(PyODPeer):
 
         b = self.budget_
         return DeepSVDD(n_features=n_features, hidden_neurons=list(b["hidden"]), epochs=b["epochs"],
-                        batch_size=b["batch_size"], learning_rate=b["lr"], random_state=self.seed,
+                        batch_size=b["batch_size"], learning_rate=b["lr"], random_state=check_seed(self.seed),
                         verbose=self._verbose())
