@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_paper_preset_benchmark_fits_its_budget_and_reports_each_run(data_root, tmp_path):
     out = tmp_path / "paper"
     command = [sys.executable, str(ROOT / "benchmarks" / "paper_preset.py"), "--setting", "mnist-cifar10",
-               "--budget-seconds", "12", "--train-limit", "200", "--width", "4", "--out", str(out)]
+               "--budget-seconds", "12", "--train-limit", "200", "--width", "4", "--timing-images", "100",
+               "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OOD_DATA_DIR": str(data_root)})
     assert done.returncode == 0, done.stderr[-2000:]
