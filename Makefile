@@ -8,7 +8,7 @@ SETTINGS := mnist-cifar10 cifar10-mnist
 # the pair where likelihoods fail (Nalisnick et al. 2019; Ren et al. 2019), 28x28 padded to 32x32 like MNIST
 FASHION_SETTINGS := fmnist-mnist mnist-fmnist
 # the paper's two settings, then harder ones: near-OOD class splits, noisy in-distribution test images, Fashion-MNIST/MNIST
-COMPARE_SETTINGS := $(SETTINGS) mnist-near cifar10-near mnist-cifar10+noise cifar10-mnist+noise $(FASHION_SETTINGS)
+COMPARE_SETTINGS := $(SETTINGS) mnist-near cifar10-near mnist-cifar10+noise cifar10-mnist+noise fmnist-mnist mnist-fmnist
 
 .PHONY: setup lab test test-unit test-notebooks test-browser reproduce reproduce-ddp compare ablation ablation-fashion robustness paper-gpu gpu-session-pack notebooks clean pretrain benchmark-classroom
 
