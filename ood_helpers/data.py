@@ -1,11 +1,12 @@
-"""MNIST and CIFAR-10 in one common geometry: 32x32 float images in [0, 1].
+"""MNIST, Fashion-MNIST and CIFAR-10 in one common geometry: 32x32 float images in [0, 1].
 
 Where the data comes from, in order: the ``root`` argument, the ``OOD_DATA_DIR`` environment
 variable, then one per-user cache folder that does not depend on the working directory,
 ``$XDG_CACHE_HOME/ood-notebooks/data`` (``~/.cache/ood-notebooks/data`` when ``XDG_CACHE_HOME`` is
 unset; see :func:`default_data_dir`). A ``./data`` folder is not looked at: it would mean
-``notebooks/data`` for a kernel started in ``notebooks/``. MNIST is read from the uncompressed IDX
-files in ``MNIST/raw`` (with torchvision's IDX reader); CIFAR-10 with
+``notebooks/data`` for a kernel started in ``notebooks/``. MNIST and Fashion-MNIST are read from
+the uncompressed IDX files in ``MNIST/raw`` and ``FashionMNIST/raw`` (with torchvision's IDX
+reader; both 28x28, zero-padded to 32x32); CIFAR-10 with
 ``torchvision.datasets.CIFAR10`` when ``cifar-10-batches-py`` holds all its batch files, else from
 the offline JPEG copy (``cifar10-jpg/{train,test}/<class>/*.jpg``).
 
@@ -16,7 +17,9 @@ caller passes ``download=True`` or sets ``OOD_DOWNLOAD=1`` (shared copies stay r
 ``OOD_DOWNLOAD=0`` forbids downloading altogether.
 
 What is found is verified before it is used, and a fault names the file or folder and the fix
-(:class:`DatasetCorruptError`): each MNIST file's exact size; CIFAR-10's ten class folders by
+(:class:`DatasetCorruptError`): each IDX file's exact size and MD5 (the published digests of the
+uncompressed files: MNIST's and Fashion-MNIST's have the same sizes, only the content tells them
+apart; :data:`IDX_MD5`); CIFAR-10's ten class folders by
 name (labels come from the names, never from sorted positions; folders starting with '.' such
 as ``.ipynb_checkpoints`` are ignored), the number of images in each, and every JPEG's decoding.
 
@@ -26,6 +29,7 @@ get copies, never the cached tensors.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -38,9 +42,9 @@ from .files import file_lock
 from .validation import (IMAGE_SIZE, InputError, _geometry, _Hints, _is_integer, _to_tensor, _to_unit_float, _values,
                          check_choice, check_positive_int)
 
-DATASETS = ("mnist", "cifar10")
-CHANNELS = {"mnist": 1, "cifar10": 3}
-PRETTY = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
+DATASETS = ("mnist", "fmnist", "cifar10")
+CHANNELS = {"mnist": 1, "fmnist": 1, "cifar10": 3}
+PRETTY = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 EVAL_SIZE = 2000          # in + out test images per setting, as in the paper comparison
 EVAL_SEED = 20240601      # fixed: every run, every seed, every detector sees the same test draw
 
@@ -50,6 +54,9 @@ SETTINGS = {
     "cifar10-mnist": dict(in_data="cifar10", out_data="mnist", in_classes=None, out_classes=None),
     "mnist-near": dict(in_data="mnist", out_data="mnist", in_classes=(0, 1, 2, 3, 4), out_classes=(5, 6, 7, 8, 9)),
     "cifar10-near": dict(in_data="cifar10", out_data="cifar10", in_classes=(0, 1, 2, 3, 4), out_classes=(5, 6, 7, 8, 9)),
+    # the pair where likelihoods fail (Nalisnick et al. 2019; Ren et al. 2019): one geometry, 28x28 padded
+    "fmnist-mnist": dict(in_data="fmnist", out_data="mnist", in_classes=None, out_classes=None),
+    "mnist-fmnist": dict(in_data="mnist", out_data="fmnist", in_classes=None, out_classes=None),
 }
 PAPER_SETTINGS = ("mnist-cifar10", "cifar10-mnist")
 
@@ -71,8 +78,27 @@ MNIST_FILES = {
     "train": (("train-images-idx3-ubyte", 47040016), ("train-labels-idx1-ubyte", 60008)),
     "test": (("t10k-images-idx3-ubyte", 7840016), ("t10k-labels-idx1-ubyte", 10008)),
 }
+# Fashion-MNIST: the same four names and sizes in FashionMNIST/raw (a drop-in replacement of MNIST)
+FMNIST_FILES = {split: tuple(files) for split, files in MNIST_FILES.items()}
+# the IDX datasets: their folder under the data folder and their files (one reader for all)
+IDX_DATASETS = {"mnist": ("MNIST", MNIST_FILES), "fmnist": ("FashionMNIST", FMNIST_FILES)}
+# MD5 of each uncompressed file, as published with the datasets (torchvision's md5s are of the .gz
+# files); with equal sizes only these tell MNIST's files from Fashion-MNIST's. A file without an
+# entry is not checked.
+IDX_MD5 = {
+    "mnist": {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+              "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+              "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+              "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"},
+    "fmnist": {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+               "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+               "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+               "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"},
+}
 # CIFAR-10's class names in label order: the JPEG copy is labelled by folder name, never by position
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# Fashion-MNIST's class names in label order
+FMNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 # images per class folder in the complete JPEG copy
 CIFAR10_JPG_PER_CLASS = {"train": 5000, "test": 1000}
 # files torchvision.datasets.CIFAR10 needs in cifar-10-batches-py (it checks all seven for either split)
@@ -159,19 +185,25 @@ def download_mode(download=None, root=None) -> str:
     return "never" if configured else "missing"
 
 
+_FOLDERS = "MNIST/raw, FashionMNIST/raw and cifar10-jpg or cifar-10-batches-py"
+
+
 def _not_found(name: str, root: Path, searched: list[Path], detail: str = "") -> DatasetNotFoundError:
-    where = "\n  ".join(str(p) for p in searched)
+    # one line (the CLI prints it after 'error: '); ``detail`` may end in a newline
+    where = ", ".join(f"'{p}'" for p in searched)
+    detail = " ".join(detail.split("\n")).strip()
     return DatasetNotFoundError(
-        f"{PRETTY[name]} was not found under the data folder '{root}'. Searched:\n  {where}\n{detail}"
+        f"{PRETTY[name]} was not found under the data folder '{root}'. Searched: {where}. {detail + ' ' if detail else ''}"
         f"Fix: set the environment variable OOD_DATA_DIR to the folder that holds it "
-        f"(the folder with MNIST/raw and cifar10-jpg or cifar-10-batches-py), or pass download=True "
+        f"(the folder with {_FOLDERS}), or pass download=True "
         f"or set OOD_DOWNLOAD=1 (needs internet; torchvision then downloads into '{root}').{_local_copy_hint()}")
 
 
 def _local_copy_hint() -> str:
     """A note when ./data holds a copy: it is no longer read without OOD_DATA_DIR."""
     local = Path("data")
-    if not os.environ.get("OOD_DATA_DIR") and ((local / "MNIST" / "raw").is_dir() or (local / "cifar10-jpg").is_dir()
+    if not os.environ.get("OOD_DATA_DIR") and (any((local / folder / "raw").is_dir() for folder, _ in IDX_DATASETS.values())
+                                              or (local / "cifar10-jpg").is_dir()
                                               or (local / "cifar-10-batches-py").is_dir()):
         return (f" A copy is in './data' (here: '{local.resolve()}'), which is not read by default: "
                 f"export OOD_DATA_DIR='{local.resolve()}' to use it.")
@@ -179,7 +211,7 @@ def _local_copy_hint() -> str:
 
 
 # what torchvision fetches, for the one-line notice
-DOWNLOAD_SIZES = {"mnist": "about 11 MB", "cifar10": "about 163 MB"}
+DOWNLOAD_SIZES = {"mnist": "about 11 MB", "fmnist": "about 30 MB", "cifar10": "about 163 MB"}
 
 
 def _download(name: str, root: Path, train: bool, mode: str, searched: list[Path]) -> None:
@@ -187,10 +219,10 @@ def _download(name: str, root: Path, train: bool, mode: str, searched: list[Path
     from torchvision import datasets
 
     _check_writable_for_download(root, mode)
-    cls = datasets.MNIST if name == "mnist" else datasets.CIFAR10
+    cls = {"mnist": datasets.MNIST, "fmnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
     with file_lock(root / f"{cls.__name__}.download"):  # two kernels: the second waits, then finds it
         archive = root / datasets.CIFAR10.filename
-        keep_archive = name == "mnist" or archive.exists()
+        keep_archive = name in IDX_DATASETS or archive.exists()
         if not _missing(name, root, train, jpg_counts=mode != "always"):
             if mode != "always":
                 return  # another process downloaded it while this one waited
@@ -207,12 +239,12 @@ def _download(name: str, root: Path, train: bool, mode: str, searched: list[Path
             if mode == "missing":
                 fix = (f"Fix: connect to the internet and run again (it is downloaded once, into this per-user "
                        f"folder), or set the environment variable OOD_DATA_DIR to a folder that already holds "
-                       f"the datasets (MNIST/raw and cifar10-jpg or cifar-10-batches-py); to download into "
+                       f"the datasets ({_FOLDERS}); to download into "
                        f"that folder instead, also pass download=True or set OOD_DOWNLOAD=1.")
             else:
                 fix = (f"Fix: check the internet connection and run again, or set the environment variable "
-                       f"OOD_DATA_DIR to a folder that already holds the datasets (MNIST/raw and cifar10-jpg or "
-                       f"cifar-10-batches-py) and drop download=True / OOD_DOWNLOAD=1.")
+                       f"OOD_DATA_DIR to a folder that already holds the datasets ({_FOLDERS}) "
+                       f"and drop download=True / OOD_DOWNLOAD=1.")
             raise DatasetNotFoundError(
                 f"{PRETTY[name]} was not found under the data folder '{root}' and downloading it failed "
                 f"({type(err).__name__}: {reason}). Searched:\n  {where}\n{fix}{_local_copy_hint()}") from err
@@ -227,9 +259,9 @@ def _missing(name: str, root: Path, train: bool, jpg_counts: bool = True) -> boo
     the JPEG copy of CIFAR-10 counts as a copy (torchvision's ``download=True`` wants the batches).
     """
     split = "train" if train else "test"
-    if name == "mnist":
-        raw = root / "MNIST" / "raw"
-        return not all((raw / f).exists() for f, _ in MNIST_FILES[split])
+    if name in IDX_DATASETS:
+        folder, files = IDX_DATASETS[name]
+        return not all((root / folder / "raw" / f).exists() for f, _ in files[split])
     jpg = jpg_counts and (root / "cifar10-jpg" / split).is_dir()
     return _missing_batches(root / "cifar-10-batches-py") != [] and not jpg
 
@@ -253,22 +285,38 @@ def _pad_to_32(images: torch.Tensor) -> torch.Tensor:
     return F.pad(images, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
 
 
-# --------------------------------------------------------------------------- MNIST
+# --------------------------------------------------------------------------- MNIST, Fashion-MNIST
 
-def _load_mnist(root: Path, split: str, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _whose(filename: str, md5: str) -> str | None:
+    """The dataset whose ``filename`` has this MD5 (e.g. MNIST's files in the Fashion-MNIST folder)."""
+    return next((other for other, digests in IDX_MD5.items() if digests.get(filename) == md5), None)
+
+
+def _load_idx(name: str, root: Path, split: str, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split of an IDX dataset (:data:`IDX_DATASETS`), verified by size and MD5; never written to."""
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    raw = root / "MNIST" / "raw"
-    if mode == "always" or (mode == "missing" and _missing("mnist", root, split == "train")):
+    folder, files = IDX_DATASETS[name]
+    pretty = PRETTY[name]
+    raw = root / folder / "raw"
+    if mode == "always" or (mode == "missing" and _missing(name, root, split == "train")):
         # torchvision fetches the four files when any is missing; they are checked below
-        _download("mnist", root, split == "train", mode, [raw])
+        _download(name, root, split == "train", mode, [raw])
     if not raw.is_dir():
-        raise _not_found("mnist", root, [raw])
-    every = [f for files in MNIST_FILES.values() for f, _ in files]
+        raise _not_found(name, root, [raw])
+    every = [f for split_files in files.values() for f, _ in split_files]
     if not any((raw / f).exists() or (raw / f"{f}.gz").exists() for f in every):
-        raise _not_found("mnist", root, [raw], f"'{raw}' is there but holds none of MNIST's files ({', '.join(every)}).\n")
+        raise _not_found(name, root, [raw], f"'{raw}' is there but holds none of {pretty}'s files ({', '.join(every)}).\n")
     problems = []
-    for filename, size in MNIST_FILES[split]:
+    for filename, size in files[split]:
         path = raw / filename
         if not path.is_file():
             gz = raw / f"{filename}.gz"
@@ -278,19 +326,25 @@ def _load_mnist(root: Path, split: str, mode: str) -> tuple[torch.Tensor, torch.
             actual = path.stat().st_size
             problems.append(f"{path} has {actual:,} bytes, expected {size:,} "
                             f"({'truncated' if actual < size else 'too long'})")
-    if problems:
+        elif IDX_MD5.get(name, {}).get(filename) and (md5 := _md5(path)) != IDX_MD5[name][filename]:
+            other = _whose(filename, md5)
+            problems.append(f"{path} is {PRETTY[other]}'s {filename}, not {pretty}'s" if other and other != name else
+                            f"{path} has the right size but other bytes (MD5 {md5}, {pretty}'s is "
+                            f"{IDX_MD5[name][filename]})")
+    if problems:  # one line: the CLI prints it after 'error: '
         raise DatasetCorruptError(
-            f"MNIST ({split} split) under '{root}' is incomplete:\n  " + "\n  ".join(problems) +
-            f"\nFix: {_RESTORE.replace('it', 'these uncompressed IDX files')}, or delete them and pass "
-            f"download=True (needs internet; torchvision downloads MNIST again into '{root}').")
-    (images_file, _), (labels_file, _) = MNIST_FILES[split]
+            f"{pretty} ({split} split) under '{root}' is incomplete or not {pretty}: {'; '.join(problems)}. "
+            f"Fix: copy {pretty}'s uncompressed IDX files into '{raw}' from the dataset copy (the complete data "
+            f"folder this one was copied from), or delete them "
+            f"and pass download=True (needs internet; torchvision downloads {pretty} again into '{root}').")
+    (images_file, _), (labels_file, _) = files[split]
     loaded = []
     for filename, reader in ((images_file, read_image_file), (labels_file, read_label_file)):
         try:
             loaded.append(reader(str(raw / filename)))
         except Exception as err:  # torchvision asserts on a bad header; name the file, whatever it raised
             raise DatasetCorruptError(
-                f"MNIST file '{raw / filename}' has the expected size but is not a valid IDX file "
+                f"{pretty} file '{raw / filename}' has the expected size but is not a valid IDX file "
                 f"({type(err).__name__}: {err}). Fix: {_RESTORE}.") from err
     images, labels = loaded
     return _pad_to_32(images.unsqueeze(1)), labels.long()
@@ -430,15 +484,16 @@ def _load_raw(name: str, train: bool, root: str, mode: str) -> tuple[torch.Tenso
 
     ``mode`` is :func:`download_mode`'s answer."""
     split = "train" if train else "test"
-    if name == "mnist":
-        return _load_mnist(Path(root), split, mode)
+    if name in IDX_DATASETS:
+        return _load_idx(name, Path(root), split, mode)
     return _load_cifar(Path(root), split, mode)
 
 
 def _check_classes(classes, name: str):
     if classes is None:
         return None
-    labels = ", ".join(f"{i}={c}" for i, c in enumerate(CIFAR10_CLASSES)) if name == "cifar10" else "the digits 0-9"
+    names = {"cifar10": CIFAR10_CLASSES, "fmnist": FMNIST_CLASSES}.get(name)
+    labels = ", ".join(f"{i}={c}" for i, c in enumerate(names)) if names else "the digits 0-9"
     if isinstance(classes, (str, bytes)) or _is_integer(classes) or not hasattr(classes, "__iter__"):
         fix = f"classes=[{int(classes)}]" if _is_integer(classes) else "classes=[0, 1, 2, 3, 4]"
         raise InputError(f"classes: expected a list of labels 0-9 ({labels}), got {classes!r}. Fix: {fix}.")
@@ -458,7 +513,7 @@ def load_images(name: str, split: str = "train", root=None, download: bool | Non
 
     Parameters
     ----------
-    name : {"mnist", "cifar10"}
+    name : {"mnist", "fmnist", "cifar10"}
     split : {"train", "test"}
     root : str, os.PathLike or None
         Data folder; see :func:`data_root`.
@@ -478,8 +533,8 @@ def load_images(name: str, split: str = "train", root=None, download: bool | Non
     Returns
     -------
     images : torch.Tensor
-        uint8 (N, C, 32, 32), values 0-255; C = 1 for MNIST (28x28 padded with a 2-pixel black
-        border) and 3 for CIFAR-10. A fresh copy: changing it never changes later loads.
+        uint8 (N, C, 32, 32), values 0-255; C = 1 for MNIST and Fashion-MNIST (28x28 padded with a
+        2-pixel black border) and 3 for CIFAR-10. A fresh copy: changing it never changes later loads.
     labels : torch.Tensor
         int64 (N,). For defining benchmarks, never for training a detector.
 
@@ -494,7 +549,8 @@ def load_images(name: str, split: str = "train", root=None, download: bool | Non
         (``download=True`` / ``OOD_DOWNLOAD=1``).
     DatasetCorruptError
         When it is there but incomplete or damaged: a missing or truncated MNIST file, a corrupt
-        JPEG, an empty, missing or extra CIFAR-10 class folder, or a wrong image count. The
+        JPEG, an empty, missing or extra CIFAR-10 class folder, a wrong image count, or an IDX
+        file of the right size but another MD5 (e.g. MNIST's files in ``FashionMNIST/raw``). The
         message names the file or folder and the fix.
     """
     check_choice(name, DATASETS, "name")
@@ -635,7 +691,8 @@ def load_setting(setting: str, train_limit: int | None = None, root=None, downlo
     Parameters
     ----------
     setting : str
-        A key of ``SETTINGS``: "mnist-cifar10", "cifar10-mnist", "mnist-near", "cifar10-near".
+        A key of ``SETTINGS``: "mnist-cifar10", "cifar10-mnist", "mnist-near", "cifar10-near",
+        "fmnist-mnist", "mnist-fmnist".
     train_limit : int or None
         Cap on the number of in-distribution training images (drawn with ``seed``), >= 1; None
         uses all.

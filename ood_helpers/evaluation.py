@@ -52,7 +52,7 @@ from .far_ood import FAR_OOD_SETS, RELATED_FAMILY, far_ood_suite
 from .files import atomic_output_dir, check_output_dir
 from .training import interactive
 from .noise import NOISE_FAMILIES, add_noise
-from .paper import PAPER_REPORTED, PAPER_SETTINGS, REPORTED_IN
+from .paper import LITERATURE_REPORTED, PAPER_REPORTED, PAPER_SETTINGS, REPORTED_IN
 from .presets import PRESETS, default_preset_name, get_preset
 from .reports import format_value, markdown_table
 from .validation import InputError, check_choice
@@ -75,6 +75,18 @@ LABELS = {**{key: VARIANTS[key].label for key in COMPARE_VARIANTS},
 DETECTORS = tuple(LABELS)   # the order of the table
 
 PAPER_COLUMN = "paper (reported)"
+LITERATURE_COLUMN = "reported by its source"
+ORIGIN_COLUMN = "method from"
+
+
+def origin_of(key: str) -> str:
+    """Where a row's method comes from, in plain words: the paper, ours, or a baseline's published
+    source (its class's ``origin``; "" when the class names none)."""
+    if key in VARIANTS:
+        return VARIANTS[key].origin_label
+    if key == AE_DIFFERENCE:
+        return "the paper's autoencoder, scored by its mean difference alone (a baseline)"
+    return getattr(BASELINES[key], "origin", "")
 
 
 # -- argument handling ------------------------------------------------------------------------------
@@ -275,6 +287,8 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
     jobs.close()
 
     paper = PAPER_REPORTED.get(base_setting, {})
+    literature = {key: {"auroc": value, "source": source}
+                  for key, (value, source) in LITERATURE_REPORTED.get(base_setting, {}).items()}
     groups = []
     for group, in_key, out_key in test_groups:
         rows = []
@@ -291,6 +305,8 @@ def run_comparison(setting: str, preset: str = "quick", seeds=(0,), out_dir=None
                 "fpr95_mean": _mean(values["fpr95"]), "fpr95_std": _std(values["fpr95"]),
                 "train_seconds": _mean(record["train"]), "score_seconds": _mean(record["score"]),
                 "paper_reported": paper.get(key) if group == "clean" else None,
+                "origin": origin_of(key),
+                "literature_reported": literature.get(key) if group == "clean" else None,
                 "note": "; ".join(sorted(record["notes"])),
             })
         far = out_key.startswith(FAR_OOD_PREFIX)
@@ -383,16 +399,23 @@ def format_table(results: dict) -> str:
     lines = []
     auroc_head = "AUROC (mean ± std)" if len(results["seeds"]) > 1 else "AUROC"
     header = ["detector", auroc_head, "AUPR", "FPR95", "train s", "score s", PAPER_COLUMN]
+    # columns that older results files lack, and the literature column only where a number exists
+    origins = any(row.get("origin") for group in results["groups"] for row in group["rows"])
+    literature = any(row.get("literature_reported") for group in results["groups"] for row in group["rows"])
+    header += [LITERATURE_COLUMN] * literature + [ORIGIN_COLUMN] * origins
     for group in results["groups"]:
         rows = []
         for row in group["rows"]:
             auroc = format_value(row["auroc_mean"])
             if row["auroc_std"] is not None:
                 auroc += f" ± {row['auroc_std']:.4f}"
+            reported = row.get("literature_reported")
             rows.append([row["detector"], auroc, row["aupr_mean"], row["fpr95_mean"],
                          format_value(row["train_seconds"], 1), format_value(row["score_seconds"], 1),
-                         row["paper_reported"]])
-        rows += [[skip["detector"], f"skipped: {skip['reason']}", "", "", "", "", ""]
+                         row["paper_reported"]]
+                        + [f"{reported['auroc']:.3f} ({reported['source']})" if reported else None] * literature
+                        + [row.get("origin", "")] * origins)
+        rows += [[skip["detector"], f"skipped: {skip['reason']}"] + [""] * (len(header) - 2)
                  for skip in results["skipped"].values()]
         lines += [f"### {_group_title(results, group)}", "", markdown_table(header, rows)]
     notes = sorted({row["note"] for group in results["groups"] for row in group["rows"] if row["note"]})

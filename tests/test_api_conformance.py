@@ -58,6 +58,9 @@ SPECS = {
     "vae": _baseline("vae", epochs=3, width=8, latent_dim=8),
     "dsebm": _baseline("dsebm", epochs=3, width=8, features=32),
     "pixelcnn": _baseline("pixelcnn", epochs=1, channels=4, layers=2, n_mix=1),
+    "likelihood-ratio": _baseline("likelihood-ratio", epochs=1, channels=4, layers=2, n_mix=1),
+    "input-complexity": _baseline("input-complexity", epochs=1, channels=4, layers=2, n_mix=1),
+    "knn": _baseline("knn", k=3),
     "mean-intensity": _baseline("mean-intensity"),
     "isolation-forest": _baseline("isolation-forest", n_estimators=20),
     "pca": _baseline("pca", n_components=8),
@@ -217,7 +220,7 @@ def test_unknown_budget_key_rejected_by_fit(name):
     with pytest.raises(InputError, match=r"budget.*no_such_key") as error:
         detector.fit(TRAIN)
     assert all(key in str(error.value) for key in valid), "the error lists the valid keys"
-    first_int = next(key for key in ("epochs", "n_components", "n_estimators") if key in valid)
+    first_int = next(key for key in ("epochs", "n_components", "n_estimators", "k") if key in valid)
     with pytest.raises(InputError, match=rf"budget\['{first_int}'\]"):
         spec.build(budget={first_int: 0}).fit(TRAIN)
 

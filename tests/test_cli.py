@@ -24,6 +24,25 @@ def test_missing_data_is_one_line_not_a_traceback(monkeypatch, tmp_path, capsys)
     assert err.startswith("error: MNIST was not found") and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", [
+    ["reproduce", "--setting", "fmnist-mnist", "--preset", "quick"],
+    ["compare", "--setting", "mnist-fmnist", "--preset", "quick"],
+    ["ablation", "--settings", "fmnist-mnist", "mnist-fmnist", "--preset", "quick", "--seeds", "0"],
+    ["pretrain", "--settings", "fmnist-mnist", "--variants", "paper", "--preset", "quick", "--out", "OUT"],
+])
+def test_fashion_pair_everywhere_and_a_missing_folder_is_one_line(command, monkeypatch, tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "MNIST" / "raw").mkdir(parents=True)      # MNIST's folder there, Fashion-MNIST's not
+    monkeypatch.setenv("OOD_DATA_DIR", str(data))
+    monkeypatch.setenv("OOD_DOWNLOAD", "0")
+    argv = [str(tmp_path / "out") if part == "OUT" else part for part in command]
+    assert main(argv + ["--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "was not found" in err and "OOD_DATA_DIR" in err
+    assert sorted(p.name for p in data.rglob("*")) == ["MNIST", "raw"], "the data folder was written into"
+
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_reproduce_quick_mnist_in_cifar10_out(data_root, monkeypatch, tmp_path, capsys):

@@ -135,6 +135,7 @@ def small_mnist(tmp_path, monkeypatch):
     raw = _fake_mnist_test(tmp_path)
     monkeypatch.setitem(data.MNIST_FILES, "test", tuple((f, (raw / f).stat().st_size)
                                                          for f, _ in data.MNIST_FILES["test"]))
+    monkeypatch.setitem(data.IDX_MD5, "mnist", {})   # tiny files: the published digests cannot match
     return tmp_path
 
 
@@ -271,3 +272,114 @@ def test_real_loads_are_copies(data_root):
     images[labels == 3] = 0
     again, again_labels = load_images("mnist", "test", root=data_root)
     assert float(again[again_labels == 3].float().mean()) > 10
+
+
+# -- Fashion-MNIST: the same IDX reader, checked by size and by content ---------------------------
+
+def _fake_idx_test(root, folder, value, n=20):
+    """A tiny IDX test split in ``root/folder/raw`` whose pixel (14, 14) is ``value`` everywhere."""
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    images = np.full((n, 28, 28), 0, dtype=np.uint8)
+    images[:, 14, 14] = value
+    _idx(raw / "t10k-images-idx3-ubyte", images)
+    _idx(raw / "t10k-labels-idx1-ubyte", np.arange(n) % 10)
+    return raw
+
+
+@pytest.fixture
+def tiny_idx(tmp_path, monkeypatch):
+    """Tiny MNIST and Fashion-MNIST test splits (other pixels, same sizes) with their sizes and MD5s
+    as the expected ones: the same situation as the real files, in a few hundred bytes."""
+    import hashlib
+
+    for name, folder, value in (("mnist", "MNIST", 7), ("fmnist", "FashionMNIST", 200)):
+        raw = _fake_idx_test(tmp_path / name, folder, value)
+        files = tuple((f, (raw / f).stat().st_size) for f, _ in data.MNIST_FILES["test"])
+        monkeypatch.setitem(data.IDX_DATASETS[name][1], "test", files)
+        monkeypatch.setitem(data.IDX_MD5, name, {f: hashlib.md5((raw / f).read_bytes()).hexdigest() for f, _ in files})
+    return tmp_path
+
+
+def _names(root):
+    return sorted(str(p) for p in root.rglob("*"))
+
+
+def _one_line(err) -> str:
+    message = str(err.value)
+    assert "\n" not in message, message
+    return message
+
+
+def test_fashion_mnist_loads_padded_and_writes_nothing(tiny_idx):
+    root = tiny_idx / "fmnist"
+    before = _snapshot(root)
+    images, labels = load_images("fmnist", "test", root=root)
+    assert images.shape == (20, 1, 32, 32) and bool((images[:, 0, 16, 16] == 200).all())
+    assert labels.tolist() == [i % 10 for i in range(20)]
+    assert _snapshot(root) == before
+
+
+def test_fashion_mnist_folder_missing_truncated_or_holding_mnist_is_named_in_one_line(tiny_idx):
+    import shutil
+
+    root = tiny_idx / "fmnist"
+    raw = root / "FashionMNIST" / "raw"
+    # MNIST's files, same names and sizes, other bytes: named by content
+    for path in raw.iterdir():
+        shutil.copyfile(tiny_idx / "mnist" / "MNIST" / "raw" / path.name, path)
+    before, names = _snapshot(root), _names(root)
+    with pytest.raises(data.DatasetCorruptError) as info:
+        load_images("fmnist", "test", root=root)
+    message = _one_line(info)
+    assert _snapshot(root) == before
+    assert f"{raw / 't10k-images-idx3-ubyte'} is MNIST's t10k-images-idx3-ubyte, not Fashion-MNIST's" in message
+    assert "Fix:" in message and str(raw) in message and "download=True" in message
+    # another file of the right size: the digests differ, and the message says so
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00" * (raw / "t10k-labels-idx1-ubyte").stat().st_size)
+    with pytest.raises(data.DatasetCorruptError, match="t10k-labels-idx1-ubyte has the right size but other bytes"):
+        load_images("fmnist", "test", root=root)
+    # truncated
+    (raw / "t10k-images-idx3-ubyte").write_bytes(b"\x00" * 100)
+    with pytest.raises(data.DatasetCorruptError) as info:
+        load_images("fmnist", "test", root=root)
+    assert "t10k-images-idx3-ubyte has 100 bytes" in _one_line(info) and "truncated" in str(info.value)
+    assert _names(root) == names, "loading wrote into the data folder"
+    # missing folder: the dataset, the folder searched, the variable and the switch
+    shutil.rmtree(root / "FashionMNIST")
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_images("fmnist", "test", root=root)
+    message = _one_line(info)
+    assert message.startswith("Fashion-MNIST was not found") and str(raw) in message
+    assert "OOD_DATA_DIR" in message and "download=True" in message
+    assert not (root / "FashionMNIST").exists()
+
+
+def test_fashion_mnist_classes_are_named(tmp_path):
+    with pytest.raises(InputError, match="Ankle boot"):
+        load_images("fmnist", "test", root=tmp_path, classes=[10])
+
+
+@pytest.mark.data
+def test_real_fashion_mnist_and_the_new_pair(data_root, tmp_path):
+    before = _snapshot(data_root)
+    images, labels = load_images("fmnist", "test", root=data_root)
+    # Fashion-MNIST's test split has exactly 1,000 of each class (MNIST's does not)
+    assert images.shape == (10_000, 1, 32, 32) and torch.bincount(labels).tolist() == [1000] * 10
+    pair = load_setting("fmnist-mnist", train_limit=300, root=data_root, eval_size=500)
+    back = load_setting("mnist-fmnist", train_limit=300, root=data_root, eval_size=500)
+    assert pair.in_train.shape == (300, 1, 32, 32) and pair.out_test.shape == (500, 1, 32, 32)
+    assert float(pair.in_test[:, :, :2].max()) == 0.0 and float(pair.out_test[:, :, :2].max()) == 0.0
+    assert (pair.in_name, pair.out_name, back.in_name, back.out_name) == ("Fashion-MNIST", "MNIST", "MNIST",
+                                                                           "Fashion-MNIST")
+    assert back.in_train.shape == (300, 1, 32, 32) and back.out_test.shape == (500, 1, 32, 32)
+    # not MNIST under another name: Fashion-MNIST's clothes are much brighter on average
+    assert float(pair.in_test.mean()) > float(back.in_test.mean()) + 0.1
+    assert _snapshot(data_root) == before
+    # the real MNIST files in a Fashion-MNIST folder: same sizes, told apart by the published MD5s
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, _ in data.MNIST_FILES["test"]:
+        (raw / name).symlink_to(data_root / "MNIST" / "raw" / name)
+    with pytest.raises(data.DatasetCorruptError, match="is MNIST's t10k-images-idx3-ubyte, not Fashion-MNIST's"):
+        load_images("fmnist", "test", root=tmp_path)

@@ -133,6 +133,7 @@ def fake_internet(tmp_path_factory, monkeypatch):
     for split, prefix in (("train", "train"), ("test", "t10k")):
         monkeypatch.setitem(data.MNIST_FILES, split, ((f"{prefix}-images-idx3-ubyte", len(mnist[f"{prefix}-images-idx3-ubyte"])),
                                                       (f"{prefix}-labels-idx1-ubyte", len(mnist[f"{prefix}-labels-idx1-ubyte"]))))
+    monkeypatch.setitem(data.IDX_MD5, "mnist", {name: _md5(raw) for name, raw in mnist.items()})
     data._load_raw.cache_clear()
     yield server, mnist, batches
     data._load_raw.cache_clear()
@@ -267,3 +268,53 @@ def test_download_switches_are_validated(monkeypatch):
     assert download_mode() == "never"
     with pytest.raises(data.InputError, match="download: expected True, False or None"):
         download_mode("yes")
+
+
+@pytest.fixture
+def fake_fashion(fake_internet, tmp_path_factory, monkeypatch):
+    """Fashion-MNIST served like MNIST: the same tiny files with other pixels (value 250 at (14, 14))."""
+    folder = tmp_path_factory.mktemp("served-fashion")
+    files = {}
+    for prefix, n in MNIST_N.items():
+        images = np.zeros((n, 28, 28), dtype=np.uint8)
+        images[:, 14, 14] = 250
+        files[f"{prefix}-images-idx3-ubyte"] = _idx(images)
+        files[f"{prefix}-labels-idx1-ubyte"] = _idx(np.arange(n) % 10)
+    fashion_server = _Server(folder)
+    resources = []
+    for name, raw in files.items():
+        gz = gzip.compress(raw, mtime=0)
+        (folder / f"{name}.gz").write_bytes(gz)
+        resources.append((f"{name}.gz", _md5(gz)))
+    monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [f"{fashion_server.url}/"])
+    monkeypatch.setattr(datasets.FashionMNIST, "resources", resources)
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        monkeypatch.setitem(data.FMNIST_FILES, split, tuple((f"{prefix}-{kind}", len(files[f"{prefix}-{kind}"]))
+                                                           for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")))
+    monkeypatch.setitem(data.IDX_MD5, "fmnist", {name: _md5(raw) for name, raw in files.items()})
+    yield fashion_server, files
+    fashion_server.close()
+
+
+def test_fashion_mnist_downloads_like_mnist_and_is_checked_by_content(fake_fashion, fresh_user, capsys):
+    server, files = fake_fashion
+    target = fresh_user / "cache" / "ood-notebooks" / "data"
+    setting = load_setting("fmnist-mnist", eval_size=10)
+    printed = capsys.readouterr().out
+    assert f"Downloading Fashion-MNIST (about 30 MB) with torchvision into '{target}'" in printed
+    assert setting.in_train.shape == (30, 1, 32, 32) and setting.out_test.shape == (10, 1, 32, 32)
+    assert bool((setting.in_test[:, 0, 16, 16] == 250 / 255).all())
+    assert set(server.counts) == {f"/{name}.gz" for name in files}
+    assert {p.name for p in (target / "FashionMNIST" / "raw").iterdir()} == set(files) | {f"{n}.gz" for n in files}
+    assert _everything(fresh_user / "home") == set() and _everything(fresh_user / "work") == set()
+    # a copy whose content is MNIST's (same names and sizes): refused, naming the file and the fix
+    raw = target / "FashionMNIST" / "raw"
+    mnist_raw = target / "MNIST" / "raw"
+    for name in files:
+        (raw / name).write_bytes((mnist_raw / name).read_bytes())
+    data._load_raw.cache_clear()
+    with pytest.raises(data.DatasetCorruptError) as info:
+        load_images("fmnist", "test", download=False)
+    message = str(info.value)
+    assert "\n" not in message and "is MNIST's t10k-images-idx3-ubyte, not Fashion-MNIST's" in message
+    assert str(raw) in message and "Fix:" in message

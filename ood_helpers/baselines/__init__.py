@@ -3,7 +3,8 @@
 out-of-distribution), ``predict(images) -> 0/1`` at ``threshold_``; trained on in-distribution
 images only, never on labels or outliers.
 
-``BASELINES`` maps a short name to its class; :func:`make_detector` builds one by name with the
+``BASELINES`` maps a short name to its class (a class's ``origin``, where set, names the published
+method it implements, for the comparison tables); :func:`make_detector` builds one by name with the
 common arguments (``in_channels``, ``preset``, ``seed``, ``progress``) and budget overrides::
 
     from ood_helpers.baselines import make_detector
@@ -18,11 +19,12 @@ from __future__ import annotations
 from ..api import BaseDetector
 from ..validation import InputError, check_choice
 from .base import BudgetedDetector, preset_name, resolve_budget
-from .classical import IsolationForestDetector, MeanIntensityDetector, PCAReconstructionDetector
+from .classical import IsolationForestDetector, KNNDetector, MeanIntensityDetector, PCAReconstructionDetector
 from .deep import DeepBaseline
 from .dsebm import DSEBMDetector
 from .peers import (PYOD_MISSING, PyODAutoEncoderDetector, PyODDeepSVDDDetector, PyODVAEDetector, pyod_available,
                     require_pyod)
+from .likelihood import InputComplexityDetector, LikelihoodRatioDetector
 from .pixelcnn import PixelCNNDetector
 from .vae import VAEDetector
 
@@ -30,9 +32,12 @@ BASELINES = {
     "vae": VAEDetector,
     "dsebm": DSEBMDetector,
     "pixelcnn": PixelCNNDetector,
+    "likelihood-ratio": LikelihoodRatioDetector,
+    "input-complexity": InputComplexityDetector,
     "mean-intensity": MeanIntensityDetector,
     "isolation-forest": IsolationForestDetector,
     "pca": PCAReconstructionDetector,
+    "knn": KNNDetector,
     "pyod-autoencoder": PyODAutoEncoderDetector,
     "pyod-vae": PyODVAEDetector,
     "pyod-deepsvdd": PyODDeepSVDDDetector,
@@ -86,6 +91,7 @@ def make_detector(name: str, in_channels=None, preset="quick", seed=0, progress=
 
 
 __all__ = ["BaseDetector", "BudgetedDetector", "DeepBaseline", "MeanIntensityDetector", "IsolationForestDetector",
-           "PCAReconstructionDetector", "VAEDetector", "DSEBMDetector", "PixelCNNDetector",
+           "PCAReconstructionDetector", "KNNDetector", "VAEDetector", "DSEBMDetector", "PixelCNNDetector",
+           "LikelihoodRatioDetector", "InputComplexityDetector",
            "PyODAutoEncoderDetector", "PyODVAEDetector", "PyODDeepSVDDDetector", "BASELINES", "PYOD_BASELINES",
            "PYOD_MISSING", "make_detector", "pyod_available", "require_pyod", "resolve_budget"]

@@ -1,4 +1,5 @@
-r"""Trivial and classical references on raw pixels: mean intensity, Isolation Forest, PCA."""
+r"""Trivial and classical references on raw pixels: mean intensity, Isolation Forest, PCA, k nearest
+neighbours."""
 from __future__ import annotations
 
 import time
@@ -6,12 +7,13 @@ import time
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
+from sklearn.neighbors import NearestNeighbors
 
 from ..api import BaseDetector
 from ..validation import check_seed
 from .base import BudgetedDetector, flat_pixels
 
-__all__ = ["MeanIntensityDetector", "IsolationForestDetector", "PCAReconstructionDetector"]
+__all__ = ["MeanIntensityDetector", "IsolationForestDetector", "PCAReconstructionDetector", "KNNDetector"]
 
 
 class MeanIntensityDetector(BaseDetector):
@@ -158,3 +160,51 @@ class PCAReconstructionDetector(BudgetedDetector):
         flat = flat_pixels(batch)
         reconstruction = self.model_.inverse_transform(self.model_.transform(flat))
         return np.mean((flat - reconstruction) ** 2, axis=1, dtype=np.float64)
+
+
+class KNNDetector(BudgetedDetector):
+    r"""Distance to the k-th nearest training image, on raw pixels (scikit-learn's
+    ``NearestNeighbors``): the non-parametric score of Sun, Ming, Zhu & Li, "Out-of-Distribution
+    Detection with Deep Nearest Neighbors", ICML 2022, here on pixels instead of deep features.
+
+    .. math:: s(x) = \lVert x - x_{(k)} \rVert_2
+
+    with :math:`x_{(k)}` the k-th closest training image to :math:`x` (flattened to :math:`CHW`
+    values in [0, 1]). Values are >= 0; higher = further from every training image = more
+    out-of-distribution.
+
+    Parameters
+    ----------
+    in_channels, preset, seed, budget, threshold_quantile, held_out_fraction, device, progress
+        See :class:`~ood_helpers.baselines.base.BudgetedDetector`; ``device`` and ``progress``
+        are ignored.
+
+    Attributes
+    ----------
+    model_ : sklearn.neighbors.NearestNeighbors
+        Brute-force Euclidean search over the (N, C * 1024) training pixels; ``n_neighbors`` is
+        ``k`` capped at the number of training images.
+    budget_, history_, threshold_, in_channels_, n_train_
+        See :class:`~ood_helpers.baselines.base.BudgetedDetector`.
+
+    Notes
+    -----
+    Budget keys: ``k``, ``train_limit``. Scoring compares every image with every training image:
+    time grows with the training set, memory with ``decision_function``'s ``batch_size``.
+    """
+
+    name = "k nearest neighbours (pixels)"
+    origin = "Sun et al. 2022 (ICML), k-th neighbour distance, on pixels"
+    BUDGETS = {
+        "quick": dict(k=5, train_limit=4000),
+        "classroom": dict(k=5, train_limit=None),
+        "paper": dict(k=5, train_limit=None),
+    }
+
+    def _train(self, images, generator):
+        self.model_ = NearestNeighbors(n_neighbors=min(self.budget_["k"], len(images)), algorithm="brute",
+                                       n_jobs=1).fit(flat_pixels(images))
+
+    def _decision_batch(self, batch):
+        distances, _ = self.model_.kneighbors(flat_pixels(batch))
+        return distances[:, -1].astype(np.float64)

@@ -190,6 +190,7 @@ class PixelCNNDetector(DeepBaseline):
     """
 
     name = "PixelCNN"
+    origin = "raw likelihood (Nalisnick et al. 2019: fails on Fashion-MNIST in / MNIST out)"
     BUDGETS = {
         "quick": dict(epochs=1, channels=12, layers=4, first_kernel=5, n_mix=3, batch_size=32, lr=2e-3,
                       train_limit=1200),

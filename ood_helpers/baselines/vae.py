@@ -100,6 +100,7 @@ class VAEDetector(DeepBaseline):
     """
 
     name = "VAE"
+    origin = "raw likelihood, its ELBO bound (Nalisnick et al. 2019: fails on Fashion-MNIST in / MNIST out)"
     BUDGETS = {
         "quick": dict(epochs=4, width=16, latent_dim=16, batch_size=64, lr=2e-3, train_limit=4000, score_samples=1),
         "classroom": dict(epochs=10, width=16, latent_dim=32, batch_size=64, lr=1e-3, train_limit=12000,
