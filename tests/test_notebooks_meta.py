@@ -203,6 +203,11 @@ def test_committed_aurocs_reads_every_group(tmp_path):
         "clean": {"ours": 0.9, "vae": 0.4}, "gaussian noise 0.1": {"ours": 0.8}}
 
 
+# Settings whose classroom comparison (3 seeds) is still to be run: issue 23, item 5. Remove a
+# setting from here when its results/<setting>/ is committed; the test then requires it.
+CLASSROOM_RESULTS_PENDING = {"fmnist-mnist", "mnist-fmnist"}
+
+
 def test_every_compare_setting_has_committed_results():
     """`make compare` covers every setting of the command, and each has a committed classroom run."""
     from ood_helpers.evaluation import COMPARE_SETTINGS
@@ -212,6 +217,11 @@ def test_every_compare_setting_has_committed_results():
     paper = re.search(r"^SETTINGS := (.+)$", makefile, re.M).group(1).split()
     assert sorted(paper + listed) == sorted(COMPARE_SETTINGS)
     for setting in COMPARE_SETTINGS:
+        if setting in CLASSROOM_RESULTS_PENDING:
+            # not yet run at classroom: the quick seed-0 run stands in, in its own, labelled folder
+            quick = json.loads((ROOT / "results" / f"{setting}-quick" / "results.json").read_text())
+            assert quick["preset"] == "quick" and not (ROOT / "results" / setting).exists(), setting
+            continue
         results = json.loads((ROOT / "results" / setting / "results.json").read_text())
         assert results["preset"] == "classroom" and results["seeds"] == [0, 1, 2], setting
         assert (ROOT / "results" / setting / "roc.png").is_file(), setting
