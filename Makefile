@@ -46,8 +46,10 @@ test: test-unit test-notebooks test-browser test-site
 test-unit: setup
 	$(PY) -m pytest tests --ignore=tests/browser --ignore=tests/site
 
+# two notebooks at a time, one torch thread each (pytest-xdist, one notebook per worker): on 2 cores the
+# kernels' start-up, data loading and plotting overlap the other's training
 test-notebooks: setup
-	OOD_PRESET=quick $(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/ -p no:cacheprovider
+	OOD_PRESET=quick OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/ -p no:cacheprovider
 
 test-browser: setup
 	$(PY) -m pytest tests/browser -m browser -p no:cacheprovider

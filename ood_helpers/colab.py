@@ -18,7 +18,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 REPOSITORY_DIR = "/content/ood-notebooks"
@@ -94,7 +93,8 @@ def repository_url(root: Path) -> str:
     -------
     str
     """
-    return tomllib.loads((root / "pyproject.toml").read_text())["project"]["urls"]["repository"]
+    # the line set_repository writes, read by the same pattern (tomllib is Python 3.11+; we admit 3.10)
+    return _ADDRESS.search((root / "pyproject.toml").read_text()).group(1)
 
 
 def set_repository(url: str, root: Path) -> list[Path]:

@@ -12,14 +12,19 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+import difflib
+import math
+from dataclasses import asdict, dataclass, fields, replace
 
-from .validation import check_choice
+from .validation import InputError, check_choice, check_positive_int
 
 
 FAST_PATH_CHOICES = ("auto", "on", "off")
 PRECISION_CHOICES = ("auto", "bf16", "fp32")
 COMPILE_CHOICES = ("auto", "on", "off")
+# valid values named in the errors of a bad field (the quick preset's)
+_EXAMPLES = {"width": 8, "latent_dim": 64, "batch_size": 64, "ae_epochs": 4, "clf_epochs": 3, "rotation_epochs": 2,
+             "lr": 2e-3, "gamma": 0.2}
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,15 @@ class Preset:
     compile_step: str = "auto"   # "auto" (CUDA fast path, one process), "on", "off": torch.compile of each step
 
     def __post_init__(self):
+        for field in ("width", "latent_dim", "batch_size", "ae_epochs", "clf_epochs", "rotation_epochs"):
+            object.__setattr__(self, field, check_positive_int(getattr(self, field), field, _EXAMPLES[field]))
+        if self.train_limit is not None:
+            object.__setattr__(self, "train_limit", check_positive_int(self.train_limit, "train_limit", 4000))
+        for field in ("lr", "gamma"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise InputError(f"{field}: expected a positive, finite number, got {value!r}. "
+                                 f"Fix: {field}={_EXAMPLES[field]!r}.")
         for field, choices in (("fast_path", FAST_PATH_CHOICES), ("precision", PRECISION_CHOICES),
                                ("compile_step", COMPILE_CHOICES)):
             check_choice(getattr(self, field), choices, field)
@@ -109,4 +123,10 @@ def get_preset(preset: str | Preset | None = None, **overrides) -> Preset:
         base = preset
     else:
         base = PRESETS[check_choice(preset or default_preset_name(), tuple(PRESETS), "preset")]
+    unknown = sorted(set(overrides) - {field.name for field in fields(Preset)})
+    if unknown:
+        names = sorted(field.name for field in fields(Preset) if field.name != "name")
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        raise InputError(f"{unknown[0]}: not a preset field (given {', '.join(unknown)}); the fields are "
+                         f"{', '.join(names)}." + (f" Fix: {close[0]}=..." if close else ""))
     return replace(base, **overrides) if overrides else base

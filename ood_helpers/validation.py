@@ -343,6 +343,13 @@ def _geometry(images: torch.Tensor, channels: int | None, name: str, numpy: bool
                     fix = f"ood_helpers.data.to_geometry({fix}[None], channels={channels or min(shape[-1], 3)})"
                 raise InputError(f"{name}: expected one image channel-first (C, 32, 32), got {shape}, which looks "
                                  f"channel-last (H, W, C). Fix: {fix}.")
+            if channels == 1 and shape[0] in (3, 4):
+                # ambiguous for a grayscale detector: one colour image, or a few images without a channel axis
+                raise InputError(f"{name}: expected (N, 1, 32, 32) or one image (1, 32, 32), got shape {shape}: "
+                                 f"{shape[0]} single-channel images without a channel axis, or one "
+                                 f"{shape[0]}-channel image? Fix: {name}[:, None] for {shape[0]} images "
+                                 f"({shape[0]}, 1, {shape[1]}, {shape[2]}); ood_helpers.data.to_geometry("
+                                 f"{name}[None][:, :3], channels=1) for one colour image.")
             images = images.unsqueeze(0)
             hints.expr = f"{name}[None]"
         else:

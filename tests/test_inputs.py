@@ -313,3 +313,12 @@ def test_integer_and_nan_fixes_work():
     assert "image(s) [1]" in message
     kept = as_image_batch(images[torch.isfinite(images).reshape(len(images), -1).all(1)])
     assert len(kept) == 2
+
+
+@pytest.mark.parametrize("n", [3, 4])
+def test_a_few_grayscale_images_without_a_channel_axis_are_not_read_as_one_colour_image(n):
+    from ood_helpers.validation import as_image_batch
+    images = torch.rand(n, 32, 32)
+    with pytest.raises(InputError, match=rf"{n} single-channel images .*Fix: images\[:, None\]"):
+        as_image_batch(images, channels=1, name="images")
+    assert as_image_batch(images[:, None], channels=1, name="images").shape == (n, 1, 32, 32)  # the fix works

@@ -43,3 +43,17 @@ def test_the_colab_cell_does_nothing_outside_colab(monkeypatch, tmp_path):
     exec(compile(source, "setup-cell", "exec"), namespace)
     assert namespace["PRESET"] == "classroom" and Path.cwd() == tmp_path
     monkeypatch.delenv("OOD_PRESET", raising=False)
+
+
+@pytest.mark.parametrize("field, value", [("batch_size", 0), ("ae_epochs", -1), ("width", 2.5), ("train_limit", 0),
+                                          ("lr", float("nan")), ("gamma", 0.0), ("lr", "1e-3")])
+def test_a_bad_preset_field_names_the_field_and_a_value_that_works(field, value):
+    with pytest.raises(InputError, match=rf"^{field}: expected .*Fix: (pass )?{field}=") as error:
+        get_preset("quick", **{field: value})
+    fix = str(error.value).split("Fix: ")[1].removeprefix("pass ").rstrip(".")
+    get_preset("quick", **{field: float(fix.split("=")[1]) if field in ("lr", "gamma") else int(fix.split("=")[1])})
+
+
+def test_a_misspelt_preset_field_lists_the_fields_and_the_closest():
+    with pytest.raises(InputError, match=r"ae_epoch: not a preset field.*Fix: ae_epochs="):
+        get_preset("quick", ae_epoch=1)

@@ -15,8 +15,9 @@ import importlib
 import inspect
 import json
 import re
-import tomllib
 from pathlib import Path
+
+from ood_helpers import colab
 
 BOOK = Path(__file__).resolve().parents[1]
 PACKAGE = "ood_helpers"
@@ -31,7 +32,7 @@ def repository_url(start: Path = BOOK) -> str:
     for folder in (start, *start.parents):
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file():
-            return tomllib.loads(pyproject.read_text())["project"]["urls"]["repository"]
+            return colab.repository_url(folder)
     raise FileNotFoundError(f"no pyproject.toml at or above {start}")
 
 
