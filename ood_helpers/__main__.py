@@ -36,7 +36,8 @@ def _add_compare_arguments(parser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ood_helpers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ood_helpers",
+                                     description="The ood-notebooks detector from the command line: one command a task.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
@@ -44,21 +45,22 @@ def _parser() -> argparse.ArgumentParser:
                        help="in/out pair, e.g. mnist-cifar10 or cifar10-mnist")
         p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                        help="quick (CI), classroom (laptop CPU) or paper (GPU); default: $OOD_PRESET, else classroom")
-        p.add_argument("--out", default=None, help="output folder for results.json, results.md and figures")
+        p.add_argument("--out", default=None, help="output folder for results.json, results.md and figures "
+                                                   "(default: none; the table is only printed)")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     reproduce = sub.add_parser("reproduce", help="train one detector variant (default: the paper's method) on one "
                                                  "setting and evaluate it")
     common(reproduce)
-    reproduce.add_argument("--seed", type=int, default=0)
+    reproduce.add_argument("--seed", type=int, default=0, help="seed of the whole run (default: 0)")
     reproduce.add_argument("--variant", default="paper", choices=tuple(VARIANTS),
-                           help="paper (default), paper-no-aux, paper-no-noise, ours or ours-distance-only")
+                           help=f"{', '.join(VARIANTS)} (default: paper, the paper's method)")
     _add_compare_arguments(sub.add_parser("compare", help="every detector side by side, several seeds"))
     _add_ablation_arguments(sub.add_parser(
         "ablation", help="the paper's Table 3 like for like, and what each of our additions adds, several seeds"))
     robust = sub.add_parser("robustness", help="AUROC and false alarms under noise, with and without augmentation")
     common(robust)
-    robust.add_argument("--seed", type=int, default=0)
+    robust.add_argument("--seed", type=int, default=0, help="seed of the whole run (default: 0)")
     _add_pretrain_arguments(sub.add_parser(
         "pretrain", help="train every detector the notebooks use, once, into a folder for OOD_PRETRAINED_DIR"))
     return parser
@@ -80,7 +82,7 @@ def _add_pretrain_arguments(parser) -> None:
     from .pretrain import NOTEBOOK_SETTINGS, NOTEBOOK_VARIANTS
 
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                        help="quick, classroom or paper; default: $OOD_PRESET, else auto")
+                        help="quick, classroom or paper; default: $OOD_PRESET, else classroom")
     parser.add_argument("--out", required=True, help="folder to fill (then: export OOD_PRETRAINED_DIR=<it>)")
     parser.add_argument("--settings", nargs="+", default=None, choices=sorted(SETTINGS), metavar="SETTING",
                         help=f"default with no --variants: every detector the notebooks use (14 for one seed); "
