@@ -8,18 +8,32 @@ For example::
     scores_in = detector.decision_function(data.in_test)     # numpy (N,), higher = more out-of-distribution
     flagged = detector.predict(data.out_test)                # 0 = in, 1 = out, at detector.threshold_
 
-Every detector (ours, the autoencoder difference, every baseline) follows the interface of
-:class:`ood_helpers.api.BaseDetector`.
+``import ood_helpers`` loads the teaching core only (networks, steps, noise, outliers, loop,
+detector); evaluation, baselines, teaching aids, checkpoints and torchrun load when first used.
 """
+import importlib
+
+from ._version import __version__
 from .api import BaseDetector, NotFittedError
-from .checkpoints import CheckpointError
-from .data import DatasetNotFoundError, OODData, load_setting
 from .detector import AutoencoderDifferenceDetector, OODDetector, ScoreCalibration
+from .loop import TrainingDivergedError
 from .presets import PRESETS, get_preset
-from .training import TrainingDivergedError
 from .validation import InputError
+
+_LAZY = {"load_setting": "data", "OODData": "data", "DatasetNotFoundError": "data",
+         "CheckpointError": "checkpoints"}
+_SUBMODULES = {"api", "artifacts", "baselines", "checkpoints", "colab", "data", "detector", "distributed",
+               "evaluation", "files", "loop", "networks", "noise", "ours", "outliers", "persistence", "presets",
+               "pretrain", "runtime", "steps", "teaching", "validation", "variants"}
 
 __all__ = ["BaseDetector", "OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "OODData",
            "load_setting", "PRESETS", "get_preset", "InputError", "CheckpointError", "DatasetNotFoundError",
-           "NotFittedError", "TrainingDivergedError"]
-__version__ = "0.2.0"
+           "NotFittedError", "TrainingDivergedError", "__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'ood_helpers' has no attribute {name!r}")

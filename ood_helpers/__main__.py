@@ -17,7 +17,7 @@ import sys
 from .checkpoints import CheckpointError
 from .data import SETTINGS, DatasetNotFoundError
 from .presets import PRESETS
-from .training import TrainingDivergedError
+from .loop import TrainingDivergedError
 from .validation import InputError
 from .variants import VARIANTS
 
@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_ablation_arguments(parser) -> None:
-    from .paper import PAPER_SETTINGS
+    from .evaluation.paper import PAPER_SETTINGS
 
     parser.add_argument("--preset", default=None, choices=tuple(PRESETS),
                         help="training budget (default: $OOD_PRESET, else classroom)")

@@ -30,8 +30,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-from .validation import (DegenerateDataWarning, InputError, as_image_batch, check_batch_size, check_seed,
-                         check_spread, float32_default, iter_image_batches)
+from .validation import DegenerateDataWarning, InputError, as_image_batch, check_batch_size, check_seed, check_spread, float32_default, iter_image_batches
 
 
 def fingerprint(value) -> str:
@@ -221,7 +220,7 @@ class BaseDetector(BaseEstimator):
         ------
         InputError
             Bad images or constructor arguments (the message names which and how to fix it).
-        ood_helpers.training.TrainingDivergedError
+        ood_helpers.loop.TrainingDivergedError
             The training loss became NaN or infinite.
 
         Notes

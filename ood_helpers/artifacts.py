@@ -32,13 +32,15 @@ from pathlib import Path
 from .api import check_seed, fingerprint
 from .checkpoints import CheckpointError, CheckpointWriteError
 from .data import CHANNELS, SETTINGS, OODData, load_setting
-from .detector import OODDetector, fit_autoencoder, read_detector_file
+from .detector import OODDetector, fit_autoencoder
+from .persistence import read_detector_file
 from .files import OutputPathError, file_lock
-from .models import AutoEncoder
+from .networks import AutoEncoder
 from .presets import get_preset
-from .training import state_file
+from .checkpoints import state_file
 from .validation import InputError, check_choice
-from .variants import build_detector, get_variant
+from .detector import build_detector
+from .variants import get_variant
 
 STATE_DIR = "train_state"   # per-epoch training states, beside the detector files of one folder
 
@@ -281,7 +283,7 @@ def get_detector(setting: str, preset=None, seed: int = 0, variant: str = "paper
     ood_helpers.files.OutputPathError
         When a detector must be trained and the artifacts folder is not writable (the message
         names ``OOD_ARTIFACTS`` and the fix).
-    ood_helpers.training.TrainingDivergedError
+    ood_helpers.loop.TrainingDivergedError
         When training diverges.
 
     Notes
@@ -371,7 +373,7 @@ def get_autoencoder(setting: str, preset=None, seed: int = 0, noise_augment: boo
 
     Returns
     -------
-    ood_helpers.models.AutoEncoder
+    ood_helpers.networks.AutoEncoder
         In eval mode; ``autoencoder(images)`` maps (N, C, 32, 32) in [0, 1] to
         (reconstruction (N, C, 32, 32) in [0, 1], z (N, latent_dim)).
 
@@ -379,7 +381,7 @@ def get_autoencoder(setting: str, preset=None, seed: int = 0, noise_augment: boo
     ------
     InputError
         Unknown setting, bad seed, preset or noise_augment.
-    ood_helpers.training.TrainingDivergedError
+    ood_helpers.loop.TrainingDivergedError
         When training diverges.
     """
     check_choice(setting, tuple(SETTINGS), "setting")

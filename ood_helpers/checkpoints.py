@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .loop import Hooks
 from .files import _UMASK, remove_stale_temporaries, temp_prefix
 
 FORMAT_VERSION = 2
@@ -325,3 +327,49 @@ def require(payload: dict, keys, path, where: str = "") -> dict:
             raise CheckpointError(f"'{path}': key {name!r} holds a {type(value).__name__}, expected {expected}; "
                                   f"{_RETRAIN}.")
     return payload
+
+
+# -- the training state, saved after every epoch: a loop hook (ood_helpers.loop.Hooks) -----------------
+STATE_FORMAT = "ood_helpers.training_state"
+
+
+def state_file(work_dir, stage: str, identity: dict) -> Path:
+    """Where one stage's training state is kept: a name unique to the run's identity, so runs that
+    differ in anything (seed, preset field, data) never share a state file."""
+    from .api import fingerprint
+
+    return Path(work_dir).expanduser() / f"{stage}_state_{fingerprint(identity)}.pt"
+
+
+class TrainingState(Hooks):
+    """Saves the whole training state after every epoch (atomically; under torchrun rank 0 only)
+    and resumes a run of the same identity from it; a state of another identity, or an unreadable
+    one, is ignored and overwritten."""
+
+    def __init__(self, path, identity: dict):
+        self.path, self.identity = Path(path), json.loads(json.dumps(identity, default=str))
+
+    def on_start(self, run):
+        if not self.path.exists():
+            return
+        try:
+            state = load_checkpoint(self.path, STATE_FORMAT)
+            if json.loads(json.dumps(state.get("config"), default=str)) != self.identity:
+                return
+            run.model.load_state_dict(state["model"])
+            run.optimizer.load_state_dict(state["optimizer"])
+            run.scheduler.load_state_dict(state["scheduler"])
+            run.generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            run.epoch, run.losses = int(state["epoch"]), [float(x) for x in state["losses"]]
+        except (CheckpointError, KeyError, RuntimeError, ValueError, TypeError):
+            return   # an unusable state is a cache miss: the run starts from epoch 0 and overwrites it
+
+    def on_epoch_end(self, run):
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            return
+        save_checkpoint({"format": STATE_FORMAT, "version": 3, "config": self.identity, "epoch": run.epoch,
+                         "losses": run.losses, "model": run.model.state_dict(),
+                         "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                         "generator": run.generator.get_state(), "torch_rng": torch.get_rng_state()}, self.path)

@@ -39,8 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from .files import file_lock
-from .validation import (IMAGE_SIZE, InputError, _geometry, _Hints, _is_integer, _to_tensor, _to_unit_float, _values,
-                         check_choice, check_positive_int)
+from .validation import IMAGE_SIZE, InputError, _geometry, _Hints, _is_integer, _to_tensor, _to_unit_float, _values, check_choice, check_positive_int
 
 DATASETS = ("mnist", "fmnist", "cifar10")
 CHANNELS = {"mnist": 1, "fmnist": 1, "cifar10": 3}

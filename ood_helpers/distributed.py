@@ -8,17 +8,16 @@ For example::
 
 torchrun starts one process per GPU and sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; the
 command line calls :func:`init_from_env` (nccl with CUDA, else gloo) and everything else follows
-from the process group. How :mod:`ood_helpers.training` splits a run:
+from the process group. How :func:`ood_helpers.runtime.train_stage` splits a run:
 
 - **Same start.** Every rank builds the networks under the same seed (identical weights), and
   DDP broadcasts rank 0's weights when it wraps a network.
-- **Same data, sliced.** Every rank draws the same epoch order, noise and synthetic outliers for
-  the whole *global* batch (same seed, same generator), so a distributed run sees exactly the
-  images of a single-process run. The global batch is the preset's ``batch_size``; rank ``r``
-  trains on slice ``r`` of it (``tensor_split``: ``batch_size / world_size`` images, plus the
-  same number of outliers for the classifier). When ``world_size`` does not divide the batch,
-  slices differ by one image and DDP still averages their gradients with equal weight. A batch
-  with fewer than 2 images per rank is dropped (BatchNorm needs 2 in training mode).
+- **Same order, sliced.** Every rank draws the same epoch order (same seed, same generator); the
+  global batch is the preset's ``batch_size`` and rank ``r`` trains on slice ``r`` of it
+  (:class:`ShareOfEachBatch`, a loop hook). Each rank draws its own noise and synthetic outliers
+  (a step generator per rank), so a distributed run sees the images of a single-process run with
+  other, equally distributed, augmentations. A batch with fewer than 2 images per rank is dropped
+  (BatchNorm needs 2 in training mode).
 - **Gradients** are averaged by DDP; each epoch's mean loss is averaged over ranks (one
   all-reduce per epoch), so every rank stops alike on divergence.
 - **BatchNorm** normalises with the statistics of the global batch, as in one process:
@@ -45,6 +44,8 @@ from datetime import timedelta
 
 import torch
 from torch import nn
+
+from .loop import Hooks
 
 DEFAULT_TIMEOUT_S = 1800
 
@@ -262,3 +263,18 @@ def _swap_batchnorm(module: nn.Module, kind: type) -> nn.Module:
         else:
             _swap_batchnorm(child, kind)
     return module
+
+
+class ShareOfEachBatch(Hooks):
+    """A loop hook: this process trains on its slice of every global mini-batch (``tensor_split``),
+    a batch with fewer than 2 images per process is dropped (BatchNorm needs 2), and the epoch's
+    mean loss is averaged over processes, so every process stops alike on divergence."""
+
+    def __init__(self, world: int, rank: int):
+        self.world, self.rank = world, rank
+
+    def on_batches(self, run, batches):
+        return [batch.tensor_split(self.world)[self.rank] for batch in batches if len(batch) >= 2 * self.world]
+
+    def epoch_loss(self, run, mean):
+        return average(mean)

@@ -1,14 +1,9 @@
-"""Noise families with one severity knob, for augmentation, robustness tests and the widget.
+"""Noise families with one severity knob: the paper's noise-addition augmentation (section 3.3).
 
-``severity`` is in [0, 1] and reads roughly as a standard deviation in pixel units: severity 0.1
-is Gaussian noise of std 0.1, speckle of relative std 0.1, salt-and-pepper on 10% of pixels,
-Poisson noise of std about 0.1 * sqrt(intensity), and a Gaussian blur of sigma 3 * 0.1 pixels.
-
-Two implementations of the training augmentation: :meth:`NoiseAugment.__call__` (the reference, on
-the CPU, one family's images at a time) and :meth:`NoiseAugment.batched` (the fast path of
-:mod:`ood_helpers.training`: same families and parameters, every tensor on the images' device, no
-host synchronisation, a fixed number of batched kernels). They draw their random numbers in
-different orders, so the same seed gives different (equally distributed) noise.
+``severity`` in [0, 1] reads roughly as a standard deviation in pixel units: 0.1 is Gaussian
+noise of std 0.1, speckle of relative std 0.1, salt-and-pepper on 10% of pixels, Poisson noise
+of std about 0.1 * sqrt(intensity), a Gaussian blur of sigma 0.3 pixels. One implementation,
+batched on the images' device; ``generator`` must live on that device too.
 """
 from __future__ import annotations
 
@@ -18,63 +13,21 @@ import torch.nn.functional as F
 from .validation import InputError, as_image_batch, check_choice
 
 NOISE_FAMILIES = ("gaussian", "salt_pepper", "speckle", "poisson", "blur")
+BLUR_SIGMA_PER_SEVERITY = 3.0
 
 
-def _gaussian_kernel(sigma: float) -> torch.Tensor:
-    radius = max(1, int(round(3 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    return kernel / kernel.sum()
+def gaussian_blur(images: torch.Tensor, sigma, radius: int | None = None) -> torch.Tensor:
+    """Separable Gaussian blur, reflect padding; one ``sigma`` (pixels, > 0) per image or for all.
 
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflect padding.
-
-    ``images``: float (N, C, H, W); ``sigma`` in pixels (<= 0 returns the input). Returns the same
-    shape. Raises nothing itself (torch errors for images smaller than the kernel radius).
+    images (N, C, H, W) -> (N, C, H, W). Image i uses the taps within ``round(3 sigma_i)``;
+    ``radius`` (default from the largest sigma) bounds the kernel and must be below H and W.
     """
-    if sigma <= 0:
-        return images
-    kernel = _gaussian_kernel(sigma)
-    channels, radius = images.shape[1], (len(kernel) - 1) // 2
-    horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
-    vertical = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
-    x = F.pad(images, (radius, radius, 0, 0), mode="reflect")
-    x = F.conv2d(x, horizontal, groups=channels)
-    x = F.pad(x, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(x, vertical, groups=channels)
-
-
-def gaussian_blur_per_image(images: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
-    """Separable Gaussian blur with reflect padding and one sigma per image, as two grouped convolutions.
-
-    Image ``i`` gets the kernel :func:`gaussian_blur` would give it (radius ``max(1, round(3 *
-    sigma[i]))``, taps beyond it weighted 0), so the result equals blurring image by image, up to
-    float rounding. Runs on the images' device without host synchronisation.
-
-    Parameters
-    ----------
-    images : torch.Tensor (N, C, H, W), float
-    sigma : torch.Tensor (N,), float > 0, on the images' device
-    radius : int >= 1
-        The largest radius any image may need (``max(1, round(3 * max sigma))``); a smaller one
-        truncates the wider kernels. Must be smaller than H and W (reflect padding).
-
-    Returns
-    -------
-    torch.Tensor (N, C, H, W)
-
-    Raises
-    ------
-    ValueError
-        When ``radius`` is below 1.
-    """
-    if radius < 1:
-        raise ValueError(f"radius: expected an int >= 1, got {radius!r}.")
     n, c, h, w = images.shape
+    sigma = torch.as_tensor(sigma, dtype=images.dtype, device=images.device).expand(n)
+    own = torch.round(3 * sigma).clamp_min(1)
+    radius = int(own.max()) if radius is None else radius   # callers that know it spare a device sync
     offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    own_radius = torch.round(3 * sigma).clamp_min(1)
-    kernel = torch.exp(-0.5 * (offsets / sigma[:, None]) ** 2) * (offsets.abs() <= own_radius[:, None])
+    kernel = torch.exp(-0.5 * (offsets / sigma[:, None]) ** 2) * (offsets.abs() <= own[:, None])
     kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)   # (N * C, 2 radius + 1)
     x = F.pad(images.reshape(1, n * c, h, w), (radius, radius, 0, 0), mode="reflect")
     x = F.conv2d(x, kernel.view(n * c, 1, 1, -1), groups=n * c)
@@ -82,60 +35,49 @@ def gaussian_blur_per_image(images: torch.Tensor, sigma: torch.Tensor, radius: i
     return F.conv2d(x, kernel.view(n * c, 1, -1, 1), groups=n * c).view(n, c, h, w)
 
 
-def _apply(images: torch.Tensor, family: str, severity: torch.Tensor,
-           generator: torch.Generator | None) -> torch.Tensor:
-    """Vectorised core: ``severity`` is a (N, 1, 1, 1) tensor, one value per image, all > 0."""
+def noisy(images: torch.Tensor, family: str, severity: torch.Tensor, generator=None, radius: int = 1) -> torch.Tensor:
+    """``images`` (N, C, H, W) in [0, 1] with ``family``'s noise at ``severity`` (N,) > 0, clipped to [0, 1]."""
+    s = severity.view(-1, 1, 1, 1)
     if family == "gaussian":
-        noisy = images + severity * torch.randn(images.shape, generator=generator)
+        out = images + s * torch.randn(images.shape, generator=generator, device=images.device)
     elif family == "speckle":
-        noisy = images * (1 + severity * torch.randn(images.shape, generator=generator))
+        out = images * (1 + s * torch.randn(images.shape, generator=generator, device=images.device))
     elif family == "salt_pepper":
-        mask_shape = (images.shape[0], 1, *images.shape[2:])
-        draw = torch.rand(mask_shape, generator=generator)
-        salt = (torch.rand(mask_shape, generator=generator) < 0.5).float()
-        noisy = torch.where(draw < severity, salt, images)
+        draw = torch.rand((2, len(images), 1, *images.shape[2:]), generator=generator, device=images.device)
+        out = torch.where(draw[0] < s, (draw[1] < 0.5).to(images.dtype), images)
     elif family == "poisson":
-        photons = 1.0 / severity ** 2
-        noisy = torch.poisson(images * photons, generator=generator) / photons
+        photons = 1.0 / s ** 2
+        out = torch.poisson(images * photons, generator=generator) / photons
     else:
-        noisy = torch.cat([gaussian_blur(images[i:i + 1], 3.0 * float(severity[i])) for i in range(len(images))])
-    return noisy.clamp_(0.0, 1.0)
+        out = gaussian_blur(images, BLUR_SIGMA_PER_SEVERITY * severity, radius)
+    return out.clamp(0.0, 1.0)
 
 
-def add_noise(images: torch.Tensor, family: str, severity: float,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Return a noisy copy of ``images``, clipped to [0, 1].
+def _radius(max_severity: float) -> int:
+    return max(1, int(round(3 * BLUR_SIGMA_PER_SEVERITY * max_severity)))
 
-    Parameters
-    ----------
-    images : float (N, C, 32, 32) in [0, 1] (or any form :func:`~ood_helpers.validation.as_image_batch` accepts)
-    family : one of ``NOISE_FAMILIES``
-    severity : float in [0, 1]; 0 returns an unchanged copy (see the module doc for its meaning per family)
-    generator : torch.Generator or None (seed it to reproduce the noise)
 
-    Returns
-    -------
-    torch.Tensor, float (N, C, 32, 32) in [0, 1]
+def add_noise(images, family: str, severity: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A noisy copy of ``images`` (N, C, 32, 32) in [0, 1]: ``family`` at ``severity`` in [0, 1].
 
-    Raises
-    ------
-    InputError
-        Unknown family, severity outside [0, 1], or bad images.
+    Raises InputError for an unknown family, a severity outside [0, 1] or bad images.
     """
     check_choice(family, NOISE_FAMILIES, "family")
-    if not 0.0 <= float(severity) <= 1.0:
-        raise InputError(f"severity: expected a number in [0, 1], got {severity!r}.")
+    if isinstance(severity, bool) or not isinstance(severity, (int, float)) or not 0.0 <= float(severity) <= 1.0:
+        raise InputError(f"severity: expected a number in [0, 1], got {severity!r}. Fix: severity=0.1.")
     images = as_image_batch(images)
     if severity == 0:
         return images.clone()
-    return _apply(images, family, torch.full((len(images), 1, 1, 1), float(severity)), generator)
+    return noisy(images, family, torch.full((len(images),), float(severity)), generator, _radius(severity))
 
 
 class NoiseAugment:
-    """Training transform: with probability ``p`` per image, a random family at a random severity.
+    """The paper's noise-addition augmentation: with probability ``p`` per image, a random family
+    at a severity drawn uniformly from [0, ``max_severity``]. Used on the autoencoder's inputs
+    and on both classifier classes, so noise carries no label.
 
-    Severity is drawn uniformly from [0, ``max_severity``]. Used on both classes of the classifier
-    (and on the autoencoder's inputs), so noise carries no label information.
+    ``augment(images, generator)``: (N, C, H, W) in [0, 1] on any device -> a new tensor; each
+    family runs on the whole batch and every image keeps its own family's result.
     """
 
     def __init__(self, max_severity: float = 0.15, p: float = 0.5, families=NOISE_FAMILIES):
@@ -144,62 +86,16 @@ class NoiseAugment:
         self.max_severity, self.p, self.families = float(max_severity), float(p), tuple(families)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        out = images.clone()
-        chosen = torch.rand(len(images), generator=generator) < self.p
-        family_index = torch.randint(len(self.families), (len(images),), generator=generator)
-        severities = torch.rand(len(images), generator=generator) * self.max_severity
-        for index, family in enumerate(self.families):
-            rows = torch.nonzero(chosen & (family_index == index) & (severities > 0)).flatten()
-            if len(rows):
-                out[rows] = _apply(images[rows], family, severities[rows].view(-1, 1, 1, 1), generator)
-        return out
-
-    def batched(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The same augmentation on the images' device: no host synchronisation, no per-image loop.
-
-        Every family is computed for the whole batch and each image keeps its own family's result
-        (selected with ``torch.where``), so the number of kernels does not depend on the draw.
-        Gaussian and speckle noise share one normal draw and salt-and-pepper one uniform draw:
-        each image uses only one family, so the images stay independent. The blur runs as two
-        grouped convolutions (:func:`gaussian_blur_per_image`).
-
-        Parameters
-        ----------
-        images : torch.Tensor (N, C, H, W), float in [0, 1], on any device
-            Not validated (the training loop passes validated images).
-        generator : torch.Generator or None
-            On the images' device (None = the device's default generator).
-
-        Returns
-        -------
-        torch.Tensor (N, C, H, W) in [0, 1], a new tensor; images that draw no noise are unchanged.
-        """
         n, device = len(images), images.device
         chosen = torch.rand(n, generator=generator, device=device) < self.p
         family_index = torch.randint(len(self.families), (n,), generator=generator, device=device)
         severity = torch.rand(n, generator=generator, device=device) * self.max_severity
         active = chosen & (severity > 0)
-        # images that draw severity 0 compute with 1 (no division by zero) and are then discarded
-        safe = torch.where(severity > 0, severity, torch.ones_like(severity)).view(-1, 1, 1, 1)
-        out, normal, uniform = images, None, None
+        safe = torch.where(severity > 0, severity, torch.ones_like(severity))   # no division by zero
+        out = images
         for index, family in enumerate(self.families):
-            if family in ("gaussian", "speckle"):
-                if normal is None:
-                    normal = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype)
-                noisy = images + safe * normal if family == "gaussian" else images * (1 + safe * normal)
-            elif family == "salt_pepper":
-                if uniform is None:
-                    uniform = torch.rand((2, n, 1, *images.shape[2:]), generator=generator, device=device,
-                                         dtype=images.dtype)
-                noisy = torch.where(uniform[0] < safe, (uniform[1] < 0.5).to(images.dtype), images)
-            elif family == "poisson":
-                photons = 1.0 / safe ** 2
-                noisy = torch.poisson(images * photons, generator=generator) / photons
-            else:
-                radius = max(1, int(round(3 * 3.0 * self.max_severity)))
-                noisy = gaussian_blur_per_image(images, 3.0 * safe.view(-1), radius)
             keep = (active & (family_index == index)).view(-1, 1, 1, 1)
-            out = torch.where(keep, noisy.clamp(0.0, 1.0), out)
+            out = torch.where(keep, noisy(images, family, safe, generator, _radius(self.max_severity)), out)
         return out if out is not images else images.clone()
 
     def __repr__(self):

@@ -19,9 +19,6 @@ from dataclasses import asdict, dataclass, fields, replace
 from .validation import InputError, check_choice, check_positive_int
 
 
-FAST_PATH_CHOICES = ("auto", "on", "off")
-PRECISION_CHOICES = ("auto", "bf16", "fp32")
-COMPILE_CHOICES = ("auto", "on", "off")
 # valid values named in the errors of a bad field (the quick preset's)
 _EXAMPLES = {"width": 8, "latent_dim": 64, "batch_size": 64, "ae_epochs": 4, "clf_epochs": 3, "rotation_epochs": 2,
              "lr": 2e-3, "gamma": 0.2}
@@ -29,14 +26,10 @@ _EXAMPLES = {"width": 8, "latent_dim": 64, "batch_size": 64, "ae_epochs": 4, "cl
 
 @dataclass(frozen=True)
 class Preset:
-    """One training budget: network sizes, optimiser, schedule and data cap (see the module doc),
-    and how training uses the device (``fast_path``, ``precision``, ``compile_step``; see
-    :mod:`ood_helpers.training`).
+    """What is trained: network sizes, optimiser, schedule and data cap (see the module doc).
+    How it runs (device, precision, compile, processes) is :mod:`ood_helpers.runtime`'s.
 
-    Raises
-    ------
-    InputError
-        When ``fast_path``, ``precision`` or ``compile_step`` is not one of its choices.
+    Raises InputError for a field of the wrong kind, naming it and a value that works.
     """
 
     name: str
@@ -53,16 +46,12 @@ class Preset:
     train_limit: int | None    # most in-distribution training images used (None = all)
     noise_max_severity: float  # upper end of noise-augmentation severity
     checkpoint_every_epoch: bool
-    # ours, not the paper's: a linear path beside the ResNet autoencoder (ood_helpers.models.Encoder),
+    # ours, not the paper's: a linear path beside the ResNet autoencoder (ood_helpers.networks.Encoder),
     # so a CPU budget of a few epochs reconstructs CIFAR-10 at >= 20 dB mean PSNR
     ae_linear_path: bool = False
     # ours, not the paper's: epochs of the rotation-prediction network (OODDetector(rotation_score=True)
     # only); each epoch shows every image four times (one per rotation), so the paper preset takes 30
     rotation_epochs: int = 2
-    # how training runs (ood_helpers.training.training_plan): "auto" follows the device
-    fast_path: str = "auto"      # "auto" (on with CUDA), "on", "off": device-resident data, noise and outliers
-    precision: str = "auto"      # "auto" (bf16 on the CUDA fast path), "bf16", "fp32": autocast, fast path only
-    compile_step: str = "auto"   # "auto" (CUDA fast path, one process), "on", "off": torch.compile of each step
 
     def __post_init__(self):
         for field in ("width", "latent_dim", "batch_size", "ae_epochs", "clf_epochs", "rotation_epochs"):
@@ -74,14 +63,16 @@ class Preset:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise InputError(f"{field}: expected a positive, finite number, got {value!r}. "
                                  f"Fix: {field}={_EXAMPLES[field]!r}.")
-        for field, choices in (("fast_path", FAST_PATH_CHOICES), ("precision", PRECISION_CHOICES),
-                               ("compile_step", COMPILE_CHOICES)):
-            check_choice(getattr(self, field), choices, field)
 
     def milestone_epochs(self, epochs: int) -> list[int]:
         """The epochs (1-based, < ``epochs``) after which MultiStepLR lowers the learning rate:
         ``milestones`` as fractions of ``epochs`` (the paper: 0.4 and 0.8 of 100 = 40 and 80)."""
         return sorted({max(1, round(f * epochs)) for f in self.milestones if round(f * epochs) < epochs})
+
+    def schedule(self, epochs: int) -> dict:
+        """The loop's optimiser and schedule arguments for a stage of ``epochs`` epochs."""
+        return dict(epochs=epochs, batch_size=self.batch_size, lr=self.lr, betas=tuple(self.betas),
+                    milestones=self.milestone_epochs(epochs), gamma=self.gamma)
 
     def as_dict(self) -> dict:
         """Every field by name (tuples kept), e.g. to record a run's configuration."""

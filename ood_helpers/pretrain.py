@@ -26,7 +26,8 @@ from .data import CHANNELS, PAPER_SETTINGS, SETTINGS
 from .files import check_output_dir
 from .presets import get_preset
 from .validation import InputError, check_choice
-from .variants import VARIANTS, build_detector
+from .variants import VARIANTS
+from .detector import build_detector
 
 # what notebooks 02-07 ask artifacts.get_detector for (seed 0), in both paper settings: the
 # paper's method, its two Table 3 ablations, and ours (the paper + our latent distance)
@@ -115,7 +116,7 @@ def pretrain(out_dir, preset=None, settings=None, seeds=(0,), variants=None,
         written (before any training).
     DatasetNotFoundError
         When a setting's data is missing (checked for every setting before any training).
-    ood_helpers.training.TrainingDivergedError
+    ood_helpers.loop.TrainingDivergedError
         When a training run diverges (detectors finished before it are kept).
     """
     if settings is None and variants is None:

@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 import torch
 
-IMAGE_SIZE = 32
+from .networks import IMAGE_SIZE  # noqa: E402  (defined once, with the networks)
 CHANNEL_COUNTS = (1, 3)
 RANGE_TOLERANCE = 1e-6   # float values this close outside [0, 1] are rounding: clipped, not rejected
 

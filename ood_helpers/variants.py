@@ -130,30 +130,5 @@ def variant_of(detector) -> str | None:
     return next((key for key, variant in VARIANTS.items() if variant.flags == flags), None)
 
 
-def build_detector(variant, in_channels=None, preset=None, seed: int = 0, progress: bool = True, device=None):
-    """An unfitted :class:`~ood_helpers.detector.OODDetector` with the switches of ``variant``.
-
-    Parameters
-    ----------
-    variant : str or Variant
-        A key of :data:`VARIANTS`.
-    in_channels, preset, seed, progress, device
-        As for :class:`~ood_helpers.detector.OODDetector`.
-
-    Returns
-    -------
-    OODDetector
-
-    Raises
-    ------
-    InputError
-        Unknown variant (the other arguments are validated by ``fit``).
-    """
-    from .detector import OODDetector
-
-    return OODDetector(in_channels=in_channels, preset=preset, seed=seed, progress=progress, device=device,
-                       **get_variant(variant).flags)
-
-
 __all__ = ["Variant", "VARIANTS", "ORIGINS", "TABLE3_VARIANTS", "ADDITION_VARIANTS", "NEGATIVES_NOTE", "get_variant",
-           "variant_of", "build_detector"]
+           "variant_of"]

@@ -22,8 +22,7 @@ from .base import BudgetedDetector, preset_name, resolve_budget
 from .classical import IsolationForestDetector, KNNDetector, MeanIntensityDetector, PCAReconstructionDetector
 from .deep import DeepBaseline
 from .dsebm import DSEBMDetector
-from .peers import (PYOD_MISSING, PyODAutoEncoderDetector, PyODDeepSVDDDetector, PyODVAEDetector, pyod_available,
-                    require_pyod)
+from .peers import PYOD_MISSING, PyODAutoEncoderDetector, PyODDeepSVDDDetector, PyODVAEDetector, pyod_available, require_pyod
 from .likelihood import InputComplexityDetector, LikelihoodRatioDetector
 from .pixelcnn import PixelCNNDetector
 from .vae import VAEDetector

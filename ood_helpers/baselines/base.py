@@ -18,7 +18,7 @@ import torch
 
 from ..api import BaseDetector
 from ..presets import PRESETS, Preset, default_preset_name
-from ..training import pick_device
+from ..runtime import pick_device
 from ..validation import InputError, _is_integer, check_bool, check_choice
 
 __all__ = ["BudgetedDetector", "preset_name", "resolve_budget", "subsample", "check_bool", "flat_pixels"]

@@ -6,7 +6,7 @@ The preset picks a *budget* (epochs, width, cap on training images, ...) from th
 
     VAEDetector(in_channels=1, preset="quick", seed=0, budget={"epochs": 1})
 
-Training goes through :func:`ood_helpers.training.run_epochs` (Adam, shuffled mini-batches, a
+Training goes through :func:`ood_helpers.loop.run_epochs` (Adam, shuffled mini-batches, a
 progress bar, a stop on a non-finite loss); scoring is batched by
 :meth:`ood_helpers.api.BaseDetector.decision_function`, so memory is bounded by its
 ``batch_size``.
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from ..training import run_epochs
+from ..loop import run_epochs
+from ..runtime import Progress
 from .base import BudgetedDetector
 
 __all__ = ["DeepBaseline"]
@@ -41,7 +42,7 @@ class DeepBaseline(BudgetedDetector):
 
     Raises
     ------
-    ood_helpers.training.TrainingDivergedError
+    ood_helpers.loop.TrainingDivergedError
         From ``fit``, when the training loss becomes NaN or infinite.
 
     Notes
@@ -78,7 +79,7 @@ class DeepBaseline(BudgetedDetector):
             return self._loss(images[index].to(self.device_), generator)
 
         losses = run_epochs(self.model_, step, len(images), epochs=budget["epochs"], batch_size=budget["batch_size"],
-                            generator=generator, lr=budget["lr"], name=self.name, progress=self.progress)
+                            generator=generator, lr=budget["lr"], name=self.name, hooks=[Progress(self.name)] if self.progress else [])
         self.model_.eval()
         self._after_training(generator)
         return {"loss": losses}

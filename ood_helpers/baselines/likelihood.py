@@ -20,7 +20,8 @@ import zlib
 import numpy as np
 import torch
 
-from ..training import run_epochs
+from ..loop import run_epochs
+from ..runtime import Progress
 from ..validation import InputError, check_choice
 from .base import resolve_budget
 from .pixelcnn import PixelCNNDetector
@@ -150,7 +151,7 @@ class LikelihoodRatioDetector(PixelCNNDetector):
             losses.append(run_epochs(model, step, len(images), epochs=budget["epochs"],
                                      batch_size=budget["batch_size"], generator=generator, lr=budget["lr"],
                                      name=f"{self.name} ({'background' if background else 'in-distribution'})",
-                                     progress=self.progress))
+                                     hooks=[Progress(self.name)] if self.progress else []))
             model.eval()
             models.append(model)
         self.model_, self.background_ = models

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from . import metrics
-from .validation import InputError
+from ..evaluation import metrics
+from ..validation import InputError
 
 
 def _to_hwc(image: torch.Tensor) -> np.ndarray:
@@ -277,7 +277,7 @@ def plot_roc_curves(curves: dict, ax=None, title: str | None = None, log_fpr: bo
         When a score array is empty or holds NaN or infinite values, a highlighted name is not a key
         of ``curves``, or ``legend`` is not one of its choices.
     """
-    from .validation import check_choice
+    from ..validation import check_choice
 
     check_choice(legend, ("inside", "outside", "below", "none"), "legend")
     highlight = (highlight,) if isinstance(highlight, str) else tuple(highlight)
@@ -437,7 +437,7 @@ def plot_latent_projection(z_in, z_out, in_label: str = "in-distribution", out_l
 
 
 def plot_error_vs_complexity(groups: dict, ax=None, title: str | None = None, max_points: int = 1000):
-    """Scatter of reconstruction error against :func:`ood_helpers.metrics.image_complexity`.
+    """Scatter of reconstruction error against :func:`ood_helpers.evaluation.metrics.image_complexity`.
 
     Parameters
     ----------
@@ -675,7 +675,7 @@ def classifier_diagram(highlight=(), latent_input: bool = True, inject_stage: in
 
     difference image -> stem -> stage 1 -> ... -> stage 4 -> pooling + linear -> logit. With
     ``latent_input`` a small network (Linear - ReLU - Linear) maps z to one number per channel,
-    added to the feature map after stage ``inject_stage`` (:class:`ood_helpers.models.ResNetTrunk`).
+    added to the feature map after stage ``inject_stage`` (:class:`ood_helpers.networks.ResNetTrunk`).
 
     Parameters
     ----------

@@ -19,7 +19,7 @@ import numbers
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from .validation import InputError, check_positive_int
+from ..validation import InputError, check_positive_int
 
 
 def check_scores(scores, name: str) -> np.ndarray:
@@ -333,7 +333,7 @@ def image_complexity(images) -> np.ndarray:
     InputError
         When ``images`` is not a batch of 32x32 images.
     """
-    from .validation import as_image_batch
+    from ..validation import as_image_batch
 
     images = as_image_batch(images)
     horizontal = (images[..., :, 1:] - images[..., :, :-1]).abs().mean(dim=(1, 2, 3))

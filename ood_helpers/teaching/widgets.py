@@ -12,7 +12,7 @@ Three layers, so the logic can be tested without a browser and the picture witho
 For example::
 
     from ood_helpers.data import sample
-    from ood_helpers.widgets import noise_explorer
+    from ood_helpers.teaching.widgets import noise_explorer
     images = sample(data.in_test, 16)   # a random draw: the CIFAR-10 copy is stored class by class
     noise_explorer(detector, images, detector.decision_function(data.in_test),
                    detector.decision_function(data.out_test))
@@ -28,9 +28,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .noise import NOISE_FAMILIES, add_noise
+from ..noise import NOISE_FAMILIES, add_noise
 from .plots import _to_hwc, plot_score_histograms
-from .validation import InputError, as_image_batch, check_choice
+from ..validation import InputError, as_image_batch, check_choice
 
 SEVERITY_STEP = 0.05
 FLAG_QUANTILE = 0.95  # an image is "flagged" when it scores above 95% of in-distribution images
@@ -38,9 +38,9 @@ FLAG_QUANTILE = 0.95  # an image is "flagged" when it scores above 95% of in-dis
 
 def _as_scores(scores, name: str) -> np.ndarray:
     """Reference scores as float64 (N,): the same rule as every metric (see
-    :func:`ood_helpers.metrics.check_scores`: 1-D or (N, 1), non-empty, finite; (N, 2)
+    :func:`ood_helpers.evaluation.metrics.check_scores`: 1-D or (N, 1), non-empty, finite; (N, 2)
     probabilities are refused with the fix ``scores[:, 1]``)."""
-    from .metrics import check_scores
+    from ..evaluation.metrics import check_scores
 
     return check_scores(scores, name)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .validation import InputError
+from ..validation import InputError
 
 RESULTS_ROOTS = ("../results", "results")  # seen from notebooks/ and from the repository root
 

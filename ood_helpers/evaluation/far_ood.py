@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .validation import InputError, check_choice
+from ..validation import InputError, check_choice
 
 FAR_OOD_SETS = ("uniform noise", "gaussian noise", "constant colour", "rademacher noise")
 # the synthetic outlier family of the same kind (made from training images), or None

@@ -5,7 +5,7 @@ import ast
 import inspect
 import textwrap
 
-from .validation import InputError
+from ..validation import InputError
 
 
 def source_without_docstrings(obj) -> str:

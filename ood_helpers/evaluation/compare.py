@@ -25,7 +25,7 @@ of standard deviation 0.05, 0.1 and 0.2 (seeded) and still count as in-distribut
 out-of-distribution set is the paper's. One row group per noise level (after the clean one)
 reports how well each detector still separates noisy in-distribution images from real outliers.
 
-Every setting without noise also gets the far-OOD sanity groups (:mod:`ood_helpers.far_ood`):
+Every setting without noise also gets the far-OOD sanity groups (:mod:`ood_helpers.evaluation.far_ood`):
 the clean in-distribution test images against uniform noise, Gaussian noise and constant-colour
 images, one row group each. A detector tuned to the paper's pair can fail them badly.
 """
@@ -42,21 +42,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed, metrics
-from .api import check_seed
-from .artifacts import get_data, get_detector
-from .baselines import BASELINES, PYOD_BASELINES, PYOD_MISSING, MeanIntensityDetector, make_detector, pyod_available
-from .data import SETTINGS, OODData, data_root, load_setting
-from .detector import AutoencoderDifferenceDetector
+from .. import distributed
+from ..evaluation import metrics
+from ..api import check_seed
+from ..artifacts import get_data, get_detector
+from ..baselines import (BASELINES, PYOD_BASELINES, PYOD_MISSING, MeanIntensityDetector, make_detector,
+                         pyod_available)
+from ..data import SETTINGS, OODData, data_root, load_setting
+from ..detector import AutoencoderDifferenceDetector
 from .far_ood import FAR_OOD_SETS, RELATED_FAMILY, far_ood_suite
-from .files import atomic_output_dir, check_output_dir
-from .training import interactive
-from .noise import NOISE_FAMILIES, add_noise
+from ..files import atomic_output_dir, check_output_dir
+from ..runtime import interactive
+from ..noise import NOISE_FAMILIES, add_noise
 from .paper import LITERATURE_REPORTED, PAPER_REPORTED, PAPER_SETTINGS, REPORTED_IN
-from .presets import PRESETS, default_preset_name, get_preset
+from ..presets import PRESETS, default_preset_name, get_preset
 from .reports import format_value, markdown_table
-from .validation import InputError, check_choice
-from .variants import ADDITION_VARIANTS, NEGATIVES_NOTE, TABLE3_VARIANTS, VARIANTS, build_detector, get_variant
+from ..validation import InputError, check_choice
+from ..variants import ADDITION_VARIANTS, NEGATIVES_NOTE, TABLE3_VARIANTS, VARIANTS, get_variant
+from ..detector import build_detector
 
 # Gaussian noise (standard deviation, pixel units in [0, 1]) on in-distribution test images: the
 # noisy row groups of ``compare`` and, after a clean 0.0, the robustness curves
@@ -354,7 +357,7 @@ def against_clean(detector, in_test, test_sets: dict) -> dict:
     in_test : (N, C, 32, 32) clean in-distribution test images
     test_sets : dict of str -> (M, C, 32, 32) images
         E.g. noisy in-distribution images (should stay in: AUROC near 0.5, about 5% flagged) and
-        far-OOD sets (:func:`ood_helpers.far_ood.far_ood_suite`; should be out: AUROC near 1).
+        far-OOD sets (:func:`ood_helpers.evaluation.far_ood.far_ood_suite`; should be out: AUROC near 1).
 
     Returns
     -------
@@ -448,7 +451,7 @@ def _markdown(results: dict) -> str:
     if results.get("far_ood_sets"):
         parts += [f"The far-OOD groups score the clean in-distribution test images against synthetic sanity sets "
                   f"({', '.join(results['far_ood_sets'])}; {results['groups'][0]['in_images']} images each, "
-                  f"seeded, ood_helpers.far_ood) instead of {results['out_of_distribution']}: images with no "
+                  f"seeded, ood_helpers.evaluation.far_ood) instead of {results['out_of_distribution']}: images with no "
                   f"in-distribution content that every detector should flag.", ""]
     if results["noise_levels"]:
         parts += [f"The noisy groups add Gaussian noise (std {', '.join(map(str, results['noise_levels']))}, seeded) "
@@ -481,7 +484,7 @@ def write_results(results: dict, roc: dict, out_dir) -> dict:
 def _write_comparison_files(results: dict, roc: dict, work: Path):
     from matplotlib.figure import Figure  # no pyplot: works headless and leaves notebook backends alone
 
-    from .plots import plot_roc_curves
+    from ..teaching.plots import plot_roc_curves
 
     files = {"results_json": str(work / "results.json"), "results_md": str(work / "results.md"),
              "roc_png": str(work / "roc.png")}
@@ -601,7 +604,7 @@ def _save_roc(path: Path, curves: dict, title: str):
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .plots import plot_roc_curves
+    from ..teaching.plots import plot_roc_curves
 
     fig, ax = plt.subplots(figsize=(5, 5))
     plot_roc_curves(curves, ax=ax, title=title)
@@ -684,7 +687,7 @@ def ablation(settings=PAPER_SETTINGS, preset="classroom", seeds=(0, 1, 2), out_d
         is loaded or detector trained.
     DatasetNotFoundError
         The data is missing or damaged.
-    ood_helpers.training.TrainingDivergedError
+    ood_helpers.loop.TrainingDivergedError
         A detector's training diverged.
     """
     if isinstance(settings, str):
@@ -825,7 +828,7 @@ def ablation_markdown(results: dict) -> str:
              f"latent-distance term, which the paper does not have.", "",
              results["negatives"], "",
              *([f"At the `{results['preset']}` preset every row's autoencoder, the paper's rows included, also has "
-                f"our linear path beside the ResNet (`Preset.ae_linear_path`, ood_helpers.models.Encoder), so that a "
+                f"our linear path beside the ResNet (`Preset.ae_linear_path`, ood_helpers.networks.Encoder), so that a "
                 f"CPU budget reconstructs CIFAR-10 at >= 20 dB; the `paper` preset has none.", ""]
                if get_preset(results["preset"]).ae_linear_path else []),
              f"Machine: {machine['platform']} ({machine['machine']}, {machine['cpus']} CPUs, torch {machine['torch']}, "

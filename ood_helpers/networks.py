@@ -1,4 +1,4 @@
-"""ResNet-18-topology networks: the autoencoder (E, D) and the binary classifier with z input.
+"""The paper's networks (section 3.1): the ResNet-18 autoencoder (E, D) and the binary classifier with z input.
 
 All three networks are four stages of two ``torchvision.models.resnet.BasicBlock`` each, with
 stage widths (w, 2w, 4w, 8w); ``width=64`` gives torchvision's resnet18 widths. Two stems:
@@ -6,10 +6,8 @@ stage widths (w, 2w, 4w, 8w); ``width=64`` gives torchvision's resnet18 widths. 
 can train in minutes) and ``"cifar"`` (3x3 stride 1, no pool: the usual choice for 32x32 images
 when a GPU is available).
 
-Under a bfloat16 autocast region (the training fast path of :mod:`ood_helpers.training`) the last
-layer of each network still computes in float32: the latent z, the reconstruction (and so the
-difference image) and the classifier's logit keep float32 precision. Outside autocast this
-changes nothing.
+Under bfloat16 autocast (:mod:`ood_helpers.runtime`) the last layer of each network still computes
+in float32, so z, the reconstruction and the logit keep float32 precision.
 """
 from __future__ import annotations
 
@@ -179,48 +177,15 @@ class DifferenceClassifier(nn.Module):
         return _float32(self.fc, self.trunk(difference, z if self.latent_input else None)).squeeze(1)
 
 
-ROTATIONS = (0, 90, 180, 270)   # degrees, counter-clockwise; label k means k quarter turns
+def new_autoencoder(in_channels: int, preset) -> AutoEncoder:
+    """An untrained autoencoder of ``preset``'s size (weights from torch's global generator)."""
+    return AutoEncoder(in_channels, preset.width, preset.latent_dim, preset.stem, preset.ae_linear_path)
 
 
-def rotate_batch(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every image in each of the four rotations (the pretext task of Gidaris et al. 2018).
-
-    Parameters
-    ----------
-    images : torch.Tensor (N, C, H, W) with H == W
-
-    Returns
-    -------
-    (torch.Tensor (4N, C, H, W), torch.Tensor (4N,) int64)
-        Block k (rows k N to (k + 1) N - 1) is every image turned by k * 90 degrees
-        counter-clockwise, and its label is k.
-    """
-    rotated = torch.cat([torch.rot90(images, k, (2, 3)) for k in range(len(ROTATIONS))])
-    labels = torch.arange(len(ROTATIONS), device=images.device).repeat_interleave(len(images))
-    return rotated, labels
-
-
-class RotationNet(nn.Module):
-    """Ours, not the paper's: a ResNet-18-topology network that predicts by how many quarter turns
-    an image was rotated (Gidaris et al. 2018), trained on in-distribution images only.
-
-    To predict that a cat is upside down it must know what an upright cat looks like, so its loss
-    (Hendrycks et al. 2019) and its features (SSD, Sehwag et al. 2021; what
-    :class:`~ood_helpers.detector.OODDetector` uses) carry semantic familiarity that
-    reconstruction does not.
-
-    ``forward(images)`` maps (N, C, 32, 32) in [0, 1] to logits (N, 4) over the rotations of
-    :data:`ROTATIONS`.
-    """
-
-    def __init__(self, in_channels: int, width: int = 64, stem: str = "cifar"):
-        super().__init__()
-        self.trunk = ResNetTrunk(in_channels, width, stem)
-        self.fc = nn.Linear(self.trunk.out_features, len(ROTATIONS))
-
-    def forward(self, images):
-        """Images (N, C, 32, 32) -> rotation logits (N, 4)."""
-        return _float32(self.fc, self.trunk(images))
+def new_classifier(in_channels: int, preset, latent_input: bool, inject_stage: int) -> DifferenceClassifier:
+    """An untrained classifier of ``preset``'s size, z injected after ``inject_stage`` when ``latent_input``."""
+    return DifferenceClassifier(in_channels, preset.width, preset.latent_dim, preset.stem, bool(latent_input),
+                                inject_stage)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,0 +1,128 @@
+"""Detector files: :meth:`OODDetector.save` and :meth:`OODDetector.load` write and read them here.
+
+One file holds the weights, the latent density, the calibration, the threshold and the
+configuration; it is written atomically with a content hash and read with
+``torch.load(..., weights_only=True)`` (:mod:`ood_helpers.checkpoints`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoints import CheckpointError, load_checkpoint, require, save_checkpoint
+from .networks import AutoEncoder, new_autoencoder
+from .presets import Preset, get_preset
+from .runtime import pick_device
+from .validation import InputError, float32_default
+
+DETECTOR_FORMAT = "ood_helpers.detector"
+# 5: the preset no longer holds how a run executes (fast_path, precision, compile_step: ood_helpers.runtime)
+DETECTOR_VERSION = 5
+_KEYS = ("config", "in_channels", "run_identity", "autoencoder", "classifier", "rotation_net", "rotation_mean",
+         "rotation_precision", "latent_mean", "latent_precision", "calibration", "threshold", "held_out_scores",
+         "history", "validation", "n_train", "train_fingerprint")
+_SWITCHES = ("latent_input", "latent_distance", "noise_augment", "rotation_score")
+
+
+def save_detector(detector, path) -> Path:
+    """Write a fitted detector to ``path`` (atomic, hashed); raises NotFittedError before ``fit``."""
+    detector._check_fitted("save")
+    params = dict(detector.params_)   # what it was fitted with, whatever set_params did since
+    params.update(preset=detector.preset_.as_dict(), device=None, outlier_families=list(detector.outlier_families_))
+    held = {key: torch.from_numpy(np.asarray(value)) for key, value in detector.held_out_scores_.items()}
+    rotation = None if detector.rotation_net_ is None else detector.rotation_net_.state_dict()
+    return save_checkpoint({
+        "format": DETECTOR_FORMAT, "version": DETECTOR_VERSION, "config": params,
+        "in_channels": detector.in_channels_, "run_identity": detector.run_identity_,
+        "autoencoder": detector.autoencoder_.state_dict(), "classifier": detector.classifier_.state_dict(),
+        "rotation_net": rotation, "rotation_mean": detector.rotation_mean_,
+        "rotation_precision": detector.rotation_precision_, "latent_mean": detector.latent_mean_,
+        "latent_precision": detector.latent_precision_, "calibration": detector.calibration_.as_dict(),
+        "threshold": detector.threshold_, "held_out_scores": held, "history": detector.history_,
+        "validation": detector.validation_, "n_train": detector.n_train_,
+        "train_fingerprint": detector.train_fingerprint_}, path)
+
+
+def _preset_from_dict(fields: dict, path) -> Preset:
+    known = set(Preset.__dataclass_fields__)
+    extra, missing = sorted(set(fields) - known), sorted(known - set(fields))
+    if extra or missing:
+        raise CheckpointError(f"'{path}': its preset has fields {extra or ''} unknown to this ood_helpers"
+                              f"{' and lacks ' + str(missing) if missing else ''}; it was written by another "
+                              f"version of ood_helpers. Fix: retrain, or use the ood_helpers that wrote it.")
+    return Preset(**dict(fields, betas=tuple(fields["betas"]), milestones=tuple(fields["milestones"])))
+
+
+def read_detector_file(path, in_channels: int | None = None, preset=None) -> dict:
+    """The verified contents of a detector file, without building a network: hash, format,
+    version, every field, and the optional expectations ``in_channels`` and ``preset``.
+    ``config["preset"]`` comes back as a :class:`Preset`.
+
+    Raises FileNotFoundError (no file) or CheckpointError (corrupted, foreign, older, incomplete,
+    mismatching; the message names the file and the fix).
+    """
+    payload = load_checkpoint(path, DETECTOR_FORMAT)
+    version = payload.get("version")
+    if version != DETECTOR_VERSION:
+        raise CheckpointError(f"'{path}' is a detector file of version {version!r}; this ood_helpers reads version "
+                              f"{DETECTOR_VERSION}. Fix: delete it and re-run pretrain (python -m ood_helpers "
+                              f"pretrain --out <folder>), or let artifacts.get_detector retrain it.")
+    require(payload, _KEYS, path)
+    require(payload["config"], _SWITCHES, path, "config")
+    payload = dict(payload)
+    config = payload["config"] = dict(payload["config"])
+    try:
+        config["preset"] = _preset_from_dict(dict(config["preset"]), path)
+        channels = payload["in_channels"] = int(payload["in_channels"])
+    except CheckpointError:
+        raise
+    except (TypeError, KeyError, ValueError, AttributeError, InputError) as err:
+        raise CheckpointError(f"'{path}': its configuration is not one of this ood_helpers ({err}). "
+                              f"Fix: delete it and retrain.") from err
+    if in_channels is not None and channels != in_channels:
+        raise CheckpointError(f"'{path}' was saved for {channels} channel(s); expected {in_channels}. "
+                              f"Fix: load the detector trained for these images.")
+    if preset is not None and config["preset"].name != get_preset(preset).name:
+        raise CheckpointError(f"'{path}' was saved with preset {config['preset'].name!r}; expected "
+                              f"{get_preset(preset).name!r}. Fix: load or train one for that preset.")
+    return payload
+
+
+def _broken(path, err) -> CheckpointError:
+    message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    return CheckpointError(f"'{path}': its contents do not form a detector of this ood_helpers ({message}). "
+                           f"Fix: delete it and retrain.")
+
+
+def load_detector(cls, path, in_channels=None, preset=None, device=None, progress: bool = True):
+    """A fitted ``cls`` (an OODDetector class) from a file of :func:`save_detector`.
+
+    Raises FileNotFoundError, CheckpointError, or InputError for a ``device`` this machine lacks.
+    """
+    device = pick_device(device)   # a device this machine lacks is the caller's to fix, not the file's
+    payload = read_detector_file(path, in_channels, preset)
+    config = payload["config"]
+    with float32_default():   # a session's float64 default would build float64 networks
+        try:
+            detector = cls(**{**config, "device": device, "progress": progress})
+            detector._restore(payload, device)
+        except CheckpointError:
+            raise
+        except (RuntimeError, TypeError, KeyError, ValueError, AttributeError, InputError) as err:
+            raise _broken(path, err) from err
+    return detector
+
+
+def load_autoencoder(path, in_channels=None, preset=None, device=None) -> AutoEncoder:
+    """Only the autoencoder of a detector file (verified like :func:`load_detector`), in eval mode."""
+    device = pick_device(device)
+    payload = read_detector_file(path, in_channels, preset)
+    try:
+        with float32_default():
+            autoencoder = new_autoencoder(payload["in_channels"], payload["config"]["preset"])
+        autoencoder.load_state_dict(payload["autoencoder"])
+    except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as err:
+        raise _broken(path, err) from err
+    return autoencoder.to(device).eval()
