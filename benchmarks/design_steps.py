@@ -19,7 +19,7 @@ import numpy as np
 
 from ood_helpers import OODDetector, get_preset, load_setting
 from ood_helpers.baselines import MeanIntensityDetector
-from ood_helpers.metrics import auroc
+from ood_helpers.evaluation.metrics import auroc
 
 CLASSIC_FAMILIES = ("cutpaste", "mixup", "invert", "patch_shuffle")
 

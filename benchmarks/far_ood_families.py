@@ -26,15 +26,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ood_helpers import evaluation                               # noqa: E402
-from ood_helpers.data import load_setting                        # noqa: E402
-from ood_helpers.far_ood import far_ood_suite                    # noqa: E402
+from ood_helpers import evaluation  # noqa: E402
+from ood_helpers.data import load_setting  # noqa: E402
+from ood_helpers.evaluation.far_ood import far_ood_suite  # noqa: E402
 from ood_helpers.files import check_output_dir, write_report  # noqa: E402
-from ood_helpers.noise import add_noise                          # noqa: E402
-from ood_helpers.outliers import LEGACY_FAMILIES, families_for   # noqa: E402
-from ood_helpers.presets import get_preset                       # noqa: E402
-from ood_helpers.reports import markdown_table                   # noqa: E402
-from ood_helpers.variants import build_detector                  # noqa: E402
+from ood_helpers.noise import add_noise  # noqa: E402
+from ood_helpers.outliers import OUTLIER_FAMILIES, families_for  # noqa: E402
+
+LEGACY_FAMILIES = OUTLIER_FAMILIES[:9]   # the families before pixel_shuffle and flat (ood_helpers 0.2)
+from ood_helpers.presets import get_preset  # noqa: E402
+from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
+from ood_helpers.detector import build_detector  # noqa: E402
 
 NOISY = "in + Gaussian noise 0.1"
 

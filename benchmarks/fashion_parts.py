@@ -29,14 +29,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ood_helpers import metrics  # noqa: E402
+from ood_helpers.evaluation import metrics  # noqa: E402
 from ood_helpers.artifacts import get_data, get_detector  # noqa: E402
 from ood_helpers.baselines import make_detector  # noqa: E402
 from ood_helpers.data import SETTINGS, load_images, to_geometry  # noqa: E402
-from ood_helpers.far_ood import far_ood_suite  # noqa: E402
+from ood_helpers.evaluation.far_ood import far_ood_suite  # noqa: E402
 from ood_helpers.outliers import families_for, make_outliers  # noqa: E402
 from ood_helpers.presets import get_preset  # noqa: E402
-from ood_helpers.reports import markdown_table  # noqa: E402
+from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
 
 VALIDATION_SEED = 20261205
 PARTS = ("classifier", "latent", "latent_two_sided", "difference_l1", "score")
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
                 "Made with:", "", "```bash", command, "```", "",
                 f"Validation: {len(valid)} in-distribution training images outside the training draw; each "
                 f"synthetic family made from them (ood_helpers.outliers), the far-OOD sets "
-                f"(ood_helpers.far_ood). The last row is the test pair, for diagnosis only: no choice is made "
+                f"(ood_helpers.evaluation.far_ood). The last row is the test pair, for diagnosis only: no choice is made "
                 f"on it. Wall time {time.perf_counter() - start:.0f} s.", "",
                 markdown_table(header, rows), ""]
     markdown += [f"![{name}]({name})" for name in figures]

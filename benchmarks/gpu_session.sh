@@ -39,7 +39,7 @@ run)
     timeout 330 "$py" benchmarks/paper_preset.py --setting mnist-cifar10 --budget-seconds 240 \
         --out "$out/paper" >>"$log" 2>&1
     echo "paper_preset.py exit $? after $((SECONDS - start)) s" >>"$log"
-    # 2. full schedules of the classroom preset (5 + 3 epochs, the notebooks' default) on the fast path
+    # 2. full schedules of the classroom preset (5 + 3 epochs, the notebooks' default) with the default run options
     for seed in 0 1 2; do
         left=$((total - (SECONDS - start)))
         if [ "$left" -lt 60 ]; then echo "stop: ${left} s left" >>"$log"; break; fi

@@ -1,18 +1,19 @@
-"""The ``paper`` preset on a GPU: old and new training path side by side, then as many epochs as a
-time budget allows.
+"""The ``paper`` preset on a GPU: float32 eager and the default run options side by side, then as
+many epochs as a time budget allows.
 
 The paper trains 100 + 100 epochs (autoencoder, then classifier). A borrowed GPU rarely has that
 long, so this script measures instead of guessing:
 
-1. **path comparison**: the standard (old) and the fast (new) training path of
-   :mod:`ood_helpers.training` (``fast_path`` "off" and "on"), one after the other in this run, each
+1. **mode comparison**: float32 without compile, and the run options ``--precision`` and
+   ``--compile-step`` select (:mod:`ood_helpers.runtime`; "auto": bf16 and compile with CUDA), one
+   after the other in this run, each
    a fit of 2 + 2 epochs on ``--timing-images`` training images at the paper's settings (ResNet-18
    width 64, Adam lr 1e-4, betas (0.9, 0.99), batch 32). The second epoch of each stage is the
    steady state (the first includes torch.compile and cuDNN warm-up): seconds per step, seconds
    per epoch on the full training set (steps per epoch x seconds per step) and the projected
-   100 + 100 epoch run of each path, and their ratios;
-2. a probe fit of 1 autoencoder epoch + 1 classifier epoch on every training image, on the path
-   ``--fast-path`` selects (default "auto": fast with CUDA), which gives the seconds per epoch of
+   100 + 100 epoch run of each mode, and their ratios;
+2. a probe fit of 1 autoencoder epoch + 1 classifier epoch on every training image, with the
+   selected run options, which gives the seconds per epoch of
    each stage (first epochs: warm-up included) and the AUROC after one epoch each;
 3. a main fit with E + E epochs, E the most that fit in what is left of ``--budget-seconds``
    (at most 100); the learning-rate milestones stay at 40% and 80% of E, as in the paper.
@@ -21,8 +22,8 @@ long, so this script measures instead of guessing:
 
 It writes ``results.json``, ``results.md`` and ``log.txt`` into ``--out`` and prints the table.
 On a CPU the paper preset takes hours per epoch; ``--train-limit`` and ``--width`` shrink it for a
-smoke test (the table then says so), and the CPU's "fast" path is the device-style code run on
-the CPU (float32, no compile), which is not expected to be faster there.
+smoke test (the table then says so); on a CPU "auto" is float32 without compile, so both modes
+run the same code there.
 """
 from __future__ import annotations
 
@@ -40,11 +41,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ood_helpers import OODDetector, load_setting  # noqa: E402
-from ood_helpers import metrics  # noqa: E402
+from ood_helpers.evaluation import metrics  # noqa: E402
 from ood_helpers.baselines import MeanIntensityDetector  # noqa: E402
 from ood_helpers.data import SETTINGS  # noqa: E402
-from ood_helpers.paper import reported_auroc  # noqa: E402
-from ood_helpers.variants import build_detector  # noqa: E402
+from ood_helpers.evaluation.paper import reported_auroc  # noqa: E402
+from ood_helpers.detector import build_detector  # noqa: E402
 from ood_helpers.presets import get_preset  # noqa: E402
 
 MAX_EPOCHS = 100
@@ -58,17 +59,21 @@ def _stage_sizes(n_images: int, held_out_fraction: float = 0.1) -> dict:
 
 
 def _steps(n_items: int, batch_size: int) -> int:
-    """Steps per epoch of :func:`ood_helpers.training.run_epochs` (a last batch of one is dropped)."""
+    """Steps per epoch of :func:`ood_helpers.loop.run_epochs` (a last batch of one is dropped)."""
     return sum(1 for i in range(0, n_items, batch_size) if min(batch_size, n_items - i) >= 2)
 
 
+def _modes(args) -> dict:
+    return {"fp32 eager": {"precision": "fp32", "compile_step": "off"},
+            "selected": {"precision": args.precision, "compile_step": args.compile_step}}
+
+
 def _time_path(data, path: str, overrides: dict, args, full_sizes: dict, log) -> dict:
-    """Fit 2 + 2 epochs on the standard ("off") or fast ("on") path; steady-state speed of each stage."""
+    """Fit 2 + 2 epochs in one mode of :func:`_modes`; steady-state speed of each stage."""
     limit = min(args.timing_images, overrides.get("train_limit") or args.timing_images)
-    preset = get_preset("paper", ae_epochs=2, clf_epochs=2, **{**overrides, "train_limit": limit},
-                        fast_path=path, compile_step=args.compile_step)
+    preset = get_preset("paper", ae_epochs=2, clf_epochs=2, **{**overrides, "train_limit": limit})
     start = time.perf_counter()
-    detector = OODDetector(data.channels, preset, args.seed, progress=False)
+    detector = OODDetector(data.channels, preset, args.seed, progress=False, **_modes(args)[path])
     detector.fit(data.in_train)
     seconds = time.perf_counter() - start
     row = {"path": path, "training": detector.history_["training"], "fit_seconds": seconds,
@@ -83,19 +88,19 @@ def _time_path(data, path: str, overrides: dict, args, full_sizes: dict, log) ->
                       "full_epoch_seconds": per_step * full_steps}
     row["projected_full_run_seconds"] = MAX_EPOCHS * (row["autoencoder"]["full_epoch_seconds"]
                                                       + row["classifier"]["full_epoch_seconds"])
-    log(f"path {path} ({row['training']['path']}, {row['training']['precision']}, compile "
+    log(f"mode {path} ({row['training']['precision']}, compile "
         f"{row['training']['compile']}): {row['autoencoder']['seconds_per_step'] * 1e3:.2f} ms / AE step, "
         f"{row['classifier']['seconds_per_step'] * 1e3:.2f} ms / clf step; fit {seconds:.1f} s")
     return row
 
 
-def _fit_and_score(data, preset, seed: int, label: str, log) -> dict:
+def _fit_and_score(data, preset, seed: int, label: str, log, run_options: dict) -> dict:
     def on_epoch_end(epoch, loss):
         log(f"  {label}: epoch {epoch} done, loss {loss:.4f}, {time.perf_counter() - start:.1f} s since fit start")
 
     start = time.perf_counter()
     # the paper's method (no latent distance of ours), like for like with the paper's reported number
-    detector = build_detector("paper", data.channels, preset, seed, progress=False)
+    detector = build_detector("paper", data.channels, preset, seed, progress=False).set_params(**run_options)
     detector.fit(data.in_train, on_epoch_end=on_epoch_end)
     if detector.device_.type == "cuda":
         torch.cuda.synchronize()
@@ -125,38 +130,38 @@ def _table(results: dict) -> str:
         lines += [f"**Smoke test, not the paper preset:** {results['shrunk']}.", ""]
     comparison = results["path_comparison"]
     if comparison:
-        lines += ["## Training paths side by side (this run)", "",
-                  f"Each path: a fit of 2 + 2 epochs on {comparison['rows'][0]['timing_images']['autoencoder']} + "
+        lines += ["## Run options side by side (this run)", "",
+                  f"Each mode: a fit of 2 + 2 epochs on {comparison['rows'][0]['timing_images']['autoencoder']} + "
                   f"{comparison['rows'][0]['timing_images']['classifier']} images; speed of the second epoch "
                   f"(steady state); full-data epochs and the {MAX_EPOCHS} + {MAX_EPOCHS} run projected from it.", "",
-                  "| path | precision | compile | ms / AE step | ms / clf step | s / AE epoch (full) | "
+                  "| mode | precision | compile | ms / AE step | ms / clf step | s / AE epoch (full) | "
                   "s / clf epoch (full) | first AE epoch s | projected full run |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for row in comparison["rows"]:
             ae, clf, plan = row["autoencoder"], row["classifier"], row["training"]
-            lines.append(f"| {plan['path']} | {plan['precision']} | {'yes' if plan['compile'] else 'no'} | "
+            lines.append(f"| {row['path']} | {plan['precision']} | {'yes' if plan['compile'] else 'no'} | "
                          f"{ae['seconds_per_step'] * 1e3:.2f} | {clf['seconds_per_step'] * 1e3:.2f} | "
                          f"{ae['full_epoch_seconds']:.1f} | {clf['full_epoch_seconds']:.1f} | "
                          f"{ae['first_epoch_seconds']:.1f} | {row['projected_full_run_seconds'] / 60:.1f} min |")
         ratio = comparison["speedup"]
-        lines += ["", f"Fast / standard speed-up, measured side by side in this run: {ratio['autoencoder']:.2f}x per "
+        lines += ["", f"Selected / float32-eager speed-up, measured side by side in this run: {ratio['autoencoder']:.2f}x per "
                       f"AE step, {ratio['classifier']:.2f}x per classifier step, {ratio['full_run']:.2f}x for the "
                       f"projected full run.", ""]
     lines += ["## Fits", "",
-              "| run | epochs (AE + clf) | s / AE epoch | s / clf epoch | fit s | AUROC | AUPR | FPR95 | path |",
+              "| run | epochs (AE + clf) | s / AE epoch | s / clf epoch | fit s | AUROC | AUPR | FPR95 | run options |",
               "|---|---|---|---|---|---|---|---|---|"]
     for run in results["runs"]:
         med, plan = run["median_epoch_seconds"], run["training"]
         lines.append(f"| {run['label']} | {run['ae_epochs']} + {run['clf_epochs']} | {med['autoencoder']:.1f} | "
                      f"{med['classifier']:.1f} | {run['fit_seconds']:.0f} | {run['auroc']:.4f} | {run['aupr']:.4f} | "
-                     f"{run['fpr95']:.4f} | {plan['path']}, {plan['precision']}"
+                     f"{run['fpr95']:.4f} | {plan['device']}, {plan['precision']}"
                      f"{', compiled' if plan['compile'] else ''} |")
     ref = results["mean_intensity"]
     lines.append(f"| mean intensity (reference) | - | - | - | - | {ref['auroc']:.4f} | {ref['aupr']:.4f} | "
                  f"{ref['fpr95']:.4f} | - |")
     if paper is not None:
         lines.append(f"| paper's method (reported in the paper, not run here) | 100 + 100 | | | | {paper:.4f} | | | |")
-    lines += ["", f"At the speed of the last fit ({results['runs'][-1]['training']['path']} path, median epoch, "
+    lines += ["", f"At the speed of the last fit ({results['runs'][-1]['training']['precision']}, median epoch, "
               f"first-epoch warm-up included) a full {MAX_EPOCHS} + {MAX_EPOCHS} epoch run would take about "
               f"{results['full_run_estimate_seconds'] / 60:.0f} min of training."]
     if len(results["runs"]) > 1 and results["runs"][-1]["ae_epochs"] < MAX_EPOCHS:
@@ -174,13 +179,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--train-limit", type=int, default=None, help="smoke tests only: cap the training images")
     parser.add_argument("--width", type=int, default=None, help="smoke tests only: narrower networks")
-    parser.add_argument("--fast-path", default="auto", choices=("auto", "on", "off"),
-                        help="training path of the probe and main fits (default auto: fast with CUDA)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                        help="precision of the probe and main fits (default auto: bf16 with CUDA)")
     parser.add_argument("--compile-step", default="auto", choices=("auto", "on", "off"),
-                        help="torch.compile of the fast path's steps (default auto: with CUDA)")
+                        help="torch.compile of the trained network (default auto: with CUDA)")
     parser.add_argument("--timing-images", type=int, default=6400,
-                        help="training images of each path-comparison fit (default 6400: 90 steps per stage)")
-    parser.add_argument("--skip-comparison", action="store_true", help="no old/new path comparison")
+                        help="training images of each mode-comparison fit (default 6400: 90 steps per stage)")
+    parser.add_argument("--skip-comparison", action="store_true", help="no mode comparison")
     args = parser.parse_args(argv)
     if args.budget_seconds <= 0:
         parser.error(f"--budget-seconds: expected a positive number of seconds, got {args.budget_seconds}")
@@ -206,15 +211,15 @@ def main(argv=None) -> int:
     comparison = None
     if not args.skip_comparison:
         full_sizes = _stage_sizes(len(data.in_train))
-        rows = [_time_path(data, path, overrides, args, full_sizes, log) for path in ("off", "on")]
+        rows = [_time_path(data, path, overrides, args, full_sizes, log) for path in _modes(args)]
         speed = {stage: rows[0][stage]["seconds_per_step"] / rows[1][stage]["seconds_per_step"]
                  for stage in ("autoencoder", "classifier")}
         speed["full_run"] = rows[0]["projected_full_run_seconds"] / rows[1]["projected_full_run_seconds"]
         comparison = {"rows": rows, "speedup": speed, "full_stage_images": full_sizes}
-        log(f"fast / standard: {json.dumps({k: round(v, 3) for k, v in speed.items()})}")
-    switches = {**overrides, "fast_path": args.fast_path, "compile_step": args.compile_step}
+        log(f"selected / fp32 eager: {json.dumps({k: round(v, 3) for k, v in speed.items()})}")
+    switches, run_options = overrides, _modes(args)["selected"]
     probe = _fit_and_score(data, get_preset("paper", ae_epochs=1, clf_epochs=1, **switches), args.seed,
-                           "probe", log)
+                           "probe", log, run_options)
     log(f"probe: {json.dumps({k: probe[k] for k in ('median_epoch_seconds', 'fit_seconds', 'auroc')})}")
     runs = [probe]
     per_pair = probe["median_epoch_seconds"]["autoencoder"] + probe["median_epoch_seconds"]["classifier"]
@@ -230,7 +235,7 @@ def main(argv=None) -> int:
     if epochs >= 2:
         log(f"main run: {epochs} + {epochs} epochs ({left:.0f} s left, {per_pair:.1f} s per epoch pair)")
         runs.append(_fit_and_score(data, get_preset("paper", ae_epochs=epochs, clf_epochs=epochs, **switches),
-                                   args.seed, "main", log))
+                                   args.seed, "main", log, run_options))
     else:
         log(f"no main run: {left:.0f} s left is under two epoch pairs of {per_pair:.1f} s")
 

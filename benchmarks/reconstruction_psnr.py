@@ -6,7 +6,7 @@
 For every preset and paper setting: the autoencoder of the seed-0 ``paper`` detector
 (:func:`ood_helpers.artifacts.get_autoencoder`: read from the pretrained or artifacts folder when
 there, else trained alone, with the seconds it took), then the mean PSNR
-(:func:`ood_helpers.metrics.psnr`) of its reconstructions of the first 2,000 in-distribution test
+(:func:`ood_helpers.evaluation.metrics.psnr`) of its reconstructions of the first 2,000 in-distribution test
 images (issue 13: CIFAR-10 at the classroom preset must reach 20 dB). Writes ``psnr.json`` and
 ``psnr.md`` into ``--out`` (written together, :func:`ood_helpers.files.atomic_output_dir`).
 """
@@ -25,11 +25,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ood_helpers import artifacts, metrics                      # noqa: E402
-from ood_helpers.data import PAPER_SETTINGS                      # noqa: E402
+from ood_helpers import artifacts
+from ood_helpers.evaluation import metrics  # noqa: E402
+from ood_helpers.data import PAPER_SETTINGS  # noqa: E402
 from ood_helpers.files import atomic_output_dir, check_output_dir  # noqa: E402
-from ood_helpers.presets import get_preset                       # noqa: E402
-from ood_helpers.reports import markdown_table                   # noqa: E402
+from ood_helpers.presets import get_preset  # noqa: E402
+from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
 
 N_IMAGES = 2000
 

@@ -30,11 +30,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ood_helpers import artifacts                                # noqa: E402
+from ood_helpers import artifacts  # noqa: E402
 from ood_helpers.files import check_output_dir, write_report  # noqa: E402
-from ood_helpers.presets import get_preset                       # noqa: E402
-from ood_helpers.reports import markdown_table                   # noqa: E402
-from ood_helpers.variants import VARIANTS                        # noqa: E402
+from ood_helpers.presets import get_preset  # noqa: E402
+from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
+from ood_helpers.variants import VARIANTS  # noqa: E402
 
 N_IMAGES = 2000
 SETTINGS = ("mnist-cifar10", "cifar10-mnist", "mnist-near", "cifar10-near")

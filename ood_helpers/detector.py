@@ -69,7 +69,8 @@ def split_for_stages(train: torch.Tensor, preset: Preset, generator: torch.Gener
 
 def train_autoencoder_stage(images: torch.Tensor, in_channels: int, preset: Preset, generator: torch.Generator,
                             options: runtime.RunOptions, noise_augment: bool = True, **stage) -> tuple:
-    """Build E and D and train them with equation 1 (noise on the inputs with ``noise_augment``).
+    """Build E and D and train them on ``images`` (N, C, 32, 32) with equation 1 (noise on the inputs
+    with ``noise_augment``).
 
     ``stage``: the keyword arguments of :func:`ood_helpers.runtime.train_stage` (progress, state).
     Returns (the autoencoder in eval mode on ``options.device``, the mean loss per epoch).
@@ -91,6 +92,7 @@ def fit_autoencoder(images, in_channels=None, preset=None, seed: int = 0, noise_
     """Only the autoencoder that :meth:`OODDetector.fit` trains on ``images`` (same split and random
     stream, so the same network for every ``latent_input`` / ``latent_distance``), without a classifier.
 
+    images: (N, C, 32, 32) in-distribution training images, N >= 20.
     Raises InputError for bad images or arguments, TrainingDivergedError for a non-finite loss.
     """
     spec = OODDetector(in_channels=in_channels, preset=preset, seed=seed, noise_augment=noise_augment,
@@ -144,10 +146,10 @@ class OODDetector(BaseDetector):
     .. math::
 
         s(x) = \frac{c(|x - D(z)|, z) - \mu_c}{\sigma_c}
-               + \underbrace{\frac{|m(z) - \mu_m|}{\sigma_m}}_{\text{ours: latent\_distance}}
+               + \underbrace{\frac{\left|(z - \mu_z)^\top \Sigma_z^{-1} (z - \mu_z) - \mu_m\right|}{\sigma_m}}_{\text{ours, only with latent\_distance}}
 
-    with :math:`c` the classifier's logit, :math:`m` the Ledoit-Wolf Mahalanobis distance of
-    :math:`z = E(x)` and the means and deviations those of held-out images. Without
+    with :math:`c` the classifier's logit, :math:`\mu_z, \Sigma_z` the mean and Ledoit-Wolf covariance
+    of training latents, and :math:`\mu_c, \sigma_c, \mu_m, \sigma_m` those of held-out images. Without
     ``latent_distance`` the score is a monotone function of the paper's classifier output.
     """
 
@@ -403,21 +405,25 @@ class OODDetector(BaseDetector):
 
     # -- files: written and read by ood_helpers.persistence ---------------------------------------
     def save(self, path):
-        """Save the fitted detector to one file, atomically, with a content hash (see :mod:`ood_helpers.persistence`)."""
+        """Save the fitted detector to one file, atomically, with a content hash (see :mod:`ood_helpers.persistence`).
+
+        Raises NotFittedError before ``fit``, CheckpointWriteError when the file cannot be written."""
         from .persistence import save_detector
 
         return save_detector(self, path)
 
     @classmethod
     def load(cls, path, in_channels=None, preset=None, device=None, progress: bool = True) -> "OODDetector":
-        """A detector saved by :meth:`save`; raises FileNotFoundError, CheckpointError (named file and reason)."""
+        """A detector saved by :meth:`save`, its networks on ``device``.
+
+        Raises FileNotFoundError, CheckpointError (the file and the reason), InputError (a missing device)."""
         from .persistence import load_detector
 
         return load_detector(cls, path, in_channels, preset, device, progress)
 
     @classmethod
     def load_autoencoder(cls, path, in_channels=None, preset=None, device=None) -> AutoEncoder:
-        """Only the autoencoder of a detector file, verified like :meth:`load`."""
+        """Only the autoencoder of a detector file, verified like :meth:`load`; raises as :meth:`load`."""
         from .persistence import load_autoencoder
 
         return load_autoencoder(path, in_channels, preset, device)

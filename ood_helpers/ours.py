@@ -22,7 +22,7 @@ ROTATION_MAX_SHIFT = 2          # pixels: the random translation of rotation tra
 
 @torch.no_grad()
 def fit_density(features, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ledoit-Wolf mean (D,) and precision (D, D) of ``features(batch)`` over ``images``, batch by batch."""
+    """Ledoit-Wolf mean (D,) and precision (D, D) of ``features(batch)`` over ``images`` (N, C, 32, 32)."""
     from sklearn.covariance import LedoitWolf
 
     values = torch.cat([features(batch).double().cpu() for batch in images.split(batch_size)])
@@ -86,8 +86,8 @@ def rotation_augment(images: torch.Tensor, generator=None, max_shift: int = ROTA
 
 
 def rotation_loss(net, images: torch.Tensor, noise=None, generator=None) -> torch.Tensor:
-    """One rotation-prediction step: cross-entropy of naming each of the four turns of every
-    (shifted, noisy) image of the batch, in nats (log 4 = 1.386 for guessing)."""
+    """One rotation-prediction step on ``images`` (B, C, 32, 32): cross-entropy of naming each of the
+    four turns of every (shifted, noisy) image, in nats (log 4 = 1.386 for guessing)."""
     images = rotation_augment(images, generator)
     if noise is not None:
         images = noise(images, generator)

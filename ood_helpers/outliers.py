@@ -192,7 +192,8 @@ def make_outliers(images: torch.Tensor, families=None, generator: torch.Generato
 def apply_family(images, family: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """One named family applied to every image (galleries, per-family validation).
 
-    images: anything :func:`~ood_helpers.validation.as_image_batch` takes. Raises InputError.
+    images: (N, C, 32, 32) in any form :func:`~ood_helpers.validation.as_image_batch` takes.
+    Raises InputError for bad images or an unknown family.
     """
     images = as_image_batch(images)
     return make_outliers(images, check_families((family,), images.shape[1], "family"), generator)[0]

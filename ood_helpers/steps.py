@@ -20,6 +20,7 @@ def autoencoder_loss(autoencoder, clean: torch.Tensor, noise=None, generator=Non
     """Equation 1, one mini-batch: the mean |D(E(noise(I))) - I| (without ``noise``: of I itself).
 
     clean: (B, C, 32, 32) in [0, 1], B >= 2 in train mode. Returns a scalar >= 0.
+    Raises RuntimeError (torch's) when the batch does not fit the network.
     """
     inputs = noise(clean, generator) if noise is not None else clean
     reconstruction, _ = autoencoder(inputs)
@@ -32,6 +33,7 @@ def classifier_batch(images: torch.Tensor, index: torch.Tensor, families=None, n
     training images, with noise on both halves alike.
 
     images (N, C, 32, 32), index (B,) -> (batch (2B, C, 32, 32), labels (2B,) float 0 / 1).
+    Raises InputError for an unknown outlier family.
     """
     partners = torch.randint(len(images), (len(index),), generator=generator, device=index.device)
     outliers, _ = make_outliers(images[partners], families, generator)
@@ -44,7 +46,8 @@ def classifier_batch(images: torch.Tensor, index: torch.Tensor, families=None, n
 
 def classifier_loss(classifier, autoencoder, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Equation 2: binary cross-entropy of the classifier's logit on |I - D(E(I))|, with
-    z = E(I) as its auxiliary input; the autoencoder is frozen. Returns a scalar >= 0."""
+    z = E(I) as its auxiliary input; the autoencoder is frozen. batch (2B, C, 32, 32), labels (2B,).
+    Returns a scalar >= 0; raises RuntimeError (torch's) when the batch does not fit the networks."""
     with torch.no_grad():
         reconstruction, z = autoencoder(batch)
     logits = classifier(difference_image(batch, reconstruction), z)

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from ood_helpers import InputError, NotFittedError, metrics
+from ood_helpers import InputError, NotFittedError
+from ood_helpers.evaluation import metrics
 from ood_helpers.api import BaseDetector
-from ood_helpers.baselines import (BASELINES, PYOD_BASELINES, PYOD_MISSING, DeepBaseline, DSEBMDetector,
-                                   IsolationForestDetector, MeanIntensityDetector, PixelCNNDetector, VAEDetector,
-                                   make_detector, pyod_available, resolve_budget)
+from ood_helpers.baselines import BASELINES, PYOD_BASELINES, PYOD_MISSING, DeepBaseline, DSEBMDetector, IsolationForestDetector, MeanIntensityDetector, PixelCNNDetector, VAEDetector, make_detector, pyod_available, resolve_budget
 from ood_helpers.baselines import deep as deep_module
 from ood_helpers.baselines.pixelcnn import GatedPixelCNN, discretized_mix_logistic_nll
 from ood_helpers.presets import PRESETS, get_preset
@@ -177,7 +176,7 @@ def test_every_preset_has_a_budget(cls):
 
 
 def test_deep_baselines_train_through_run_epochs(monkeypatch):
-    """One training loop: every deep baseline trains through ood_helpers.training.run_epochs."""
+    """One training loop: every deep baseline trains through ood_helpers.loop.run_epochs."""
     calls = []
     real = deep_module.run_epochs
 

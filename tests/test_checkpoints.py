@@ -14,10 +14,8 @@ import pytest
 import torch
 
 from ood_helpers import checkpoints, files
-from ood_helpers.checkpoints import (FORMAT_VERSION, CheckpointError, CheckpointWriteError, load_checkpoint, require,
-                                     save_checkpoint)
-from ood_helpers.files import (LockTimeoutError, OutputPathError, atomic_output_dir, check_output_dir, file_lock,
-                               remove_stale_temporaries)
+from ood_helpers.checkpoints import FORMAT_VERSION, CheckpointError, CheckpointWriteError, load_checkpoint, require, save_checkpoint
+from ood_helpers.files import LockTimeoutError, OutputPathError, atomic_output_dir, check_output_dir, file_lock, remove_stale_temporaries
 from ood_helpers.validation import InputError
 
 FORMAT = "test-detector"

@@ -17,12 +17,13 @@ ENTRY_POINTS = [
     "detector.OODDetector.fit", "detector.OODDetector.score_components", "detector.OODDetector.explain",
     "detector.OODDetector.save", "detector.OODDetector.load", "detector.AutoencoderDifferenceDetector.from_detector",
     "data.load_images", "data.load_setting", "data.to_geometry", "noise.add_noise", "outliers.make_outliers",
-    "outliers.apply_family", "validation.as_image_batch", "validation.iter_image_batches", "metrics.auroc",
-    "metrics.fpr_at_tpr", "artifacts.get_detector", "evaluation.run_comparison", "evaluation.reproduce",
-    "checkpoints.load_checkpoint", "checkpoints.save_checkpoint", "widgets.noise_explorer", "widgets.explorer_state",
-    "detector.OODDetector.load_autoencoder", "detector.read_detector_file", "detector.fit_autoencoder",
-    "artifacts.get_autoencoder", "artifacts.detector_relpath", "evaluation.ablation", "variants.get_variant",
-    "variants.build_detector", "training.autoencoder_loss", "training.classifier_batch", "training.classifier_loss",
+    "outliers.apply_family", "validation.as_image_batch", "validation.iter_image_batches", "evaluation.metrics.auroc",
+    "evaluation.metrics.fpr_at_tpr", "artifacts.get_detector", "evaluation.compare.run_comparison", "evaluation.compare.reproduce",
+    "checkpoints.load_checkpoint", "checkpoints.save_checkpoint", "teaching.widgets.noise_explorer", "teaching.widgets.explorer_state",
+    "detector.OODDetector.load_autoencoder", "persistence.read_detector_file", "detector.fit_autoencoder",
+    "artifacts.get_autoencoder", "artifacts.detector_relpath", "evaluation.compare.ablation", "variants.get_variant",
+    "detector.build_detector", "steps.autoencoder_loss", "steps.classifier_batch", "steps.classifier_loss",
+    "runtime.run_options", "runtime.pick_device", "loop.run_epochs",
 ]
 
 

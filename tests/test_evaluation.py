@@ -228,7 +228,7 @@ def test_against_clean_reports_auroc_and_flagged_share_and_names_bad_arguments()
     from conftest import smooth_images
 
     from ood_helpers.baselines import MeanIntensityDetector
-    from ood_helpers.far_ood import far_ood_suite
+    from ood_helpers.evaluation.far_ood import far_ood_suite
 
     train = smooth_images(40, 1, seed=0) * 0.4
     detector = MeanIntensityDetector().fit(train)

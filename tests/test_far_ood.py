@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ood_helpers import InputError
-from ood_helpers.far_ood import FAR_OOD_SETS, GAUSSIAN_MEAN, GAUSSIAN_STD, far_ood_images, far_ood_suite
+from ood_helpers.evaluation.far_ood import FAR_OOD_SETS, GAUSSIAN_MEAN, GAUSSIAN_STD, far_ood_images, far_ood_suite
 
 
 @pytest.mark.parametrize("channels", [1, 3])

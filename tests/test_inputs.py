@@ -8,8 +8,7 @@ from torch.overrides import TorchFunctionMode
 
 from ood_helpers import InputError
 from ood_helpers.data import _pad_to_32, to_geometry
-from ood_helpers.validation import (as_image_batch, check_batch_size, dataset_to_tensor,
-                                    iter_image_batches)
+from ood_helpers.validation import as_image_batch, check_batch_size, dataset_to_tensor, iter_image_batches
 
 
 def _error(images, channels=None, name="images"):

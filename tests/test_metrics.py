@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ood_helpers import InputError
-from ood_helpers import metrics
+from ood_helpers.evaluation import metrics
 
 
 def test_auroc_against_hand_computed_values():
@@ -121,7 +121,7 @@ def test_bootstrap_arguments_are_named():
 
 
 def test_widget_reference_scores_follow_the_same_rule():
-    from ood_helpers.widgets import _as_scores
+    from ood_helpers.teaching.widgets import _as_scores
 
     probs = np.random.default_rng(0).dirichlet([1, 1], 10)
     with pytest.raises(InputError, match=r"in_scores\[:, 1\]"):

@@ -1,7 +1,7 @@
 import torch
 import torchvision
 
-from ood_helpers.models import AutoEncoder, DifferenceClassifier, Encoder, count_parameters, layer_table
+from ood_helpers.networks import AutoEncoder, DifferenceClassifier, Encoder, count_parameters, layer_table
 
 
 def test_autoencoder_shapes_and_range():

@@ -124,7 +124,7 @@ def test_sample_draws_distinct_images_reproducibly():
 def test_image_complexity():
     import torch
 
-    from ood_helpers.metrics import image_complexity
+    from ood_helpers.evaluation.metrics import image_complexity
 
     flat, stripes = torch.full((1, 1, 32, 32), 0.5), torch.zeros(1, 1, 32, 32)
     stripes[..., ::2] = 1.0
@@ -133,7 +133,7 @@ def test_image_complexity():
 
 
 def test_markdown_table_and_missing_results(tmp_path):
-    from ood_helpers import reports
+    from ood_helpers.evaluation import reports
 
     table = reports.markdown_table(["a", "b"], [["x", 0.123456], ["y", None]])
     assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x | 0.1235 |", "| y | — |"]
@@ -149,7 +149,7 @@ def test_cheating_classifier_trains_and_scores(fitted_detector, gray_images):
     import torch
 
     from ood_helpers import NotFittedError, OODDetector
-    from ood_helpers.training import train_cheating_classifier
+    from ood_helpers.teaching.cheating import train_cheating_classifier
 
     state = torch.get_rng_state()
     cheat = train_cheating_classifier(fitted_detector, gray_images[:32], 1 - gray_images[:32], epochs=1,
@@ -171,7 +171,7 @@ def test_plots_draw_and_reject_bad_input(fitted_detector, gray_images):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ood_helpers import plots
+    from ood_helpers.teaching import plots
     from ood_helpers.validation import InputError
 
     parts = fitted_detector.score_components(gray_images[:40])
@@ -192,7 +192,7 @@ def test_plots_draw_and_reject_bad_input(fitted_detector, gray_images):
 
 
 def test_committed_aurocs_reads_every_group(tmp_path):
-    from ood_helpers import reports
+    from ood_helpers.evaluation import reports
 
     assert reports.committed_aurocs("cifar10-near", roots=(str(tmp_path),)) is None
     (tmp_path / "cifar10-near").mkdir()
@@ -235,10 +235,10 @@ def _markdown(notebook) -> str:
 
 @pytest.mark.parametrize("name", SERIES)
 def test_notebook_states_objectives_time_and_the_papers_citation(name):
-    from ood_helpers.paper import CITATION
+    from ood_helpers.evaluation.paper import CITATION
 
     first = _source(_load(name)["cells"][0])
-    assert CITATION in first, f"{name}: the first cell quotes ood_helpers.paper.CITATION"
+    assert CITATION in first, f"{name}: the first cell quotes ood_helpers.evaluation.paper.CITATION"
     assert "**Learning objectives.**" in first and re.search(r"\*\*Estimated time:\*\* about \d+ minutes", first)
     objectives = re.findall(r"^\d\. ", first.split("**Learning objectives.**")[1].split("**Estimated time")[0], re.M)
     assert 2 <= len(objectives) <= 5

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from ood_helpers import plots  # noqa: E402
+from ood_helpers.teaching import plots  # noqa: E402
 from ood_helpers.validation import InputError  # noqa: E402
 
 
@@ -113,7 +113,7 @@ def test_histogram_title_for_one_image_has_no_auroc():
 
 
 def test_explorer_figure_never_mixes_one_score_with_a_set_auroc(fitted_detector, gray_images):
-    from ood_helpers import widgets
+    from ood_helpers.teaching import widgets
 
     in_scores = fitted_detector.decision_function(gray_images[:40])
     out_scores = fitted_detector.decision_function(1 - gray_images[:40])

@@ -173,7 +173,7 @@ def test_paths_and_folders(fitted, tmp_path, monkeypatch):
 def test_inputs_the_ecosystem_hands_over(fitted, tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 
-    from ood_helpers.widgets import explorer_state
+    from ood_helpers.teaching.widgets import explorer_state
 
     labels = torch.zeros(len(IMAGES), dtype=torch.long)
     loader = DataLoader(TensorDataset(IMAGES, labels), batch_size=10)
@@ -190,7 +190,7 @@ def test_inputs_the_ecosystem_hands_over(fitted, tmp_path):
     assert state["reconstruction"] is None
     import matplotlib.pyplot as plt
 
-    from ood_helpers.widgets import draw_explorer
+    from ood_helpers.teaching.widgets import draw_explorer
     figure = draw_explorer(state, baseline.decision_function(TEST), baseline.decision_function(1 - TEST))
     assert len(figure.axes) == 3   # clean, noisy, histograms: no reconstruction panels to draw
     plt.close(figure)

@@ -10,9 +10,10 @@ import torch
 
 from conftest import TINY, smooth_images
 from ood_helpers import InputError, OODDetector
-from ood_helpers.models import ROTATIONS, RotationNet, rotate_batch
-from ood_helpers.training import rotation_loss, rotation_score
-from ood_helpers.variants import build_detector, variant_of
+from ood_helpers.ours import ROTATIONS, RotationNet, rotate_batch
+from ood_helpers.ours import rotation_loss, rotation_score
+from ood_helpers.detector import build_detector
+from ood_helpers.variants import variant_of
 
 
 def test_rotate_batch_turns_each_block_by_its_label():
@@ -109,7 +110,7 @@ def test_rotation_score_is_batched_and_validates_its_images():
 
 
 def test_rotation_augment_moves_within_the_shift_and_names_a_bad_one():
-    from ood_helpers.training import rotation_augment
+    from ood_helpers.ours import rotation_augment
 
     images = smooth_images(6, 3, seed=1)
     moved = rotation_augment(images, torch.Generator().manual_seed(0), max_shift=0)

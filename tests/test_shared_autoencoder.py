@@ -14,7 +14,7 @@ import torch
 
 from conftest import TINY, smooth_images
 from ood_helpers.detector import autoencoder_identity
-from ood_helpers.variants import build_detector
+from ood_helpers.detector import build_detector
 
 STATEFUL = dataclasses.replace(TINY, ae_epochs=2, clf_epochs=2, checkpoint_every_epoch=True)
 GRAY = smooth_images(96, 1, seed=0) * 0.5

@@ -3,8 +3,8 @@ import pytest
 
 from ood_helpers import InputError
 from ood_helpers.teaching import source_without_docstrings
-from ood_helpers.training import autoencoder_loss, difference_image
-from ood_helpers.models import ResNetTrunk
+from ood_helpers.steps import autoencoder_loss, difference_image
+from ood_helpers.networks import ResNetTrunk
 
 
 def test_a_function_is_shown_without_its_docstring_and_still_parses():

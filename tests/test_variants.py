@@ -20,15 +20,16 @@ import ood_helpers.evaluation as evaluation
 from conftest import TINY, smooth_images, toy_data
 from ood_helpers import CheckpointError, InputError, OODData, OODDetector, artifacts, get_preset
 from ood_helpers import pretrain as pretrain_module
-from ood_helpers import training
+from ood_helpers import runtime, steps
 from ood_helpers.__main__ import main
 from ood_helpers.checkpoints import load_checkpoint, save_checkpoint
-from ood_helpers.detector import DETECTOR_FORMAT, DETECTOR_VERSION, fit_autoencoder
-from ood_helpers.models import AutoEncoder, DifferenceClassifier
+from ood_helpers.persistence import DETECTOR_FORMAT, DETECTOR_VERSION
+from ood_helpers.detector import fit_autoencoder
+from ood_helpers.networks import AutoEncoder, DifferenceClassifier, new_autoencoder
 from ood_helpers.noise import NoiseAugment
 from ood_helpers.pretrain import NOTEBOOK_VARIANTS, pretrain
-from ood_helpers.variants import (ADDITION_VARIANTS, NEGATIVES_NOTE, TABLE3_VARIANTS, VARIANTS, build_detector,
-                                  get_variant, variant_of)
+from ood_helpers.variants import ADDITION_VARIANTS, NEGATIVES_NOTE, TABLE3_VARIANTS, VARIANTS, get_variant, variant_of
+from ood_helpers.detector import build_detector
 
 GRAY = smooth_images(96, 1, seed=0) * 0.5      # dark blobs in [0, 0.5]
 PROBE = torch.cat([smooth_images(8, 1, seed=7) * 0.5, 1 - smooth_images(8, 1, seed=8) * 0.5])
@@ -161,7 +162,7 @@ def test_save_load_round_trip_keeps_the_new_switch(tmp_path):
         assert set(loaded.held_out_scores_) == set(detector.held_out_scores_)
         np.testing.assert_array_equal(loaded.decision_function(PROBE), detector.decision_function(PROBE))
         payload = load_checkpoint(tmp_path / f"{variant}.pt", DETECTOR_FORMAT)
-        assert payload["version"] == DETECTOR_VERSION == 4 and payload["config"]["latent_distance"] is (variant != "paper")
+        assert payload["version"] == DETECTOR_VERSION == 5 and payload["config"]["latent_distance"] is (variant != "paper")
 
 
 def test_a_file_of_an_older_version_or_without_the_switch_is_refused(tmp_path):
@@ -260,20 +261,20 @@ ONE_BATCH = smooth_images(TINY.batch_size, 1, seed=4) * 0.5   # one batch per ep
 
 
 def test_autoencoder_loss_is_the_loops_first_step(monkeypatch):
-    torch.manual_seed(0)
-    autoencoder = AutoEncoder(1, TINY.width, TINY.latent_dim, TINY.stem)
-    by_hand = copy.deepcopy(autoencoder).train()
     calls = []
-    real = training.autoencoder_loss
-    monkeypatch.setattr(training, "autoencoder_loss", lambda *a, **k: calls.append(1) or real(*a, **k))
-    losses = training.train_autoencoder(autoencoder, ONE_BATCH, TINY, torch.Generator().manual_seed(3), "cpu",
-                                        NoiseAugment(TINY.noise_max_severity), progress=False)
+    real = steps.autoencoder_loss
+    monkeypatch.setattr(detector_module, "autoencoder_loss", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    autoencoder, losses = detector_module.train_autoencoder_stage(
+        ONE_BATCH, 1, TINY, torch.Generator().manual_seed(3), runtime.run_options("cpu"), True, progress=False)
     assert calls == [1] and len(losses) == 1
+    torch.manual_seed(0)
+    by_hand = new_autoencoder(1, TINY).train()
     generator = torch.Generator().manual_seed(3)
     index = torch.randperm(len(ONE_BATCH), generator=generator)     # the loop's epoch order
     loss = real(by_hand, ONE_BATCH[index], NoiseAugment(TINY.noise_max_severity), generator)
     assert loss.shape == () and float(loss.detach()) == pytest.approx(losses[0], rel=1e-6)
-    clean = real(by_hand, ONE_BATCH[index], None, None, "cpu")
+    clean = real(by_hand, ONE_BATCH[index])
     assert float(clean.detach()) != pytest.approx(losses[0], rel=1e-6)      # the noise is part of the step
 
 
@@ -282,20 +283,22 @@ def test_classifier_batch_and_loss_are_the_loops_first_step(monkeypatch):
     autoencoder = AutoEncoder(1, TINY.width, TINY.latent_dim, TINY.stem).eval()
     classifier = DifferenceClassifier(1, TINY.width, TINY.latent_dim, TINY.stem, True, 2)
     by_hand = copy.deepcopy(classifier).train()
-    calls = []
-    real = training.classifier_batch
-    monkeypatch.setattr(training, "classifier_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
     noise = NoiseAugment(TINY.noise_max_severity)
-    losses = training.train_classifier(classifier, autoencoder, ONE_BATCH, TINY, torch.Generator().manual_seed(5),
-                                       "cpu", noise, progress=False)
-    assert calls == [1]
+
+    def make_step(networks, generator):
+        return lambda index: steps.classifier_loss(networks[0], networks[1],
+                                                   *steps.classifier_batch(ONE_BATCH, index, None, noise, generator))
+
+    losses = runtime.train_stage(classifier, make_step, len(ONE_BATCH), schedule=TINY.schedule(1),
+                                 generator=torch.Generator().manual_seed(5), options=runtime.run_options("cpu"),
+                                 name="classifier", progress=False, frozen=(autoencoder,))
     generator = torch.Generator().manual_seed(5)
     index = torch.randperm(len(ONE_BATCH), generator=generator)
-    batch, labels = real(ONE_BATCH, index, None, noise, generator)
+    batch, labels = steps.classifier_batch(ONE_BATCH, index, None, noise, generator)
     n = len(index)
     assert batch.shape == (2 * n, 1, 32, 32) and 0 <= float(batch.min()) and float(batch.max()) <= 1
     assert labels.tolist() == [0.0] * n + [1.0] * n
-    loss = training.classifier_loss(by_hand, autoencoder, batch, labels)
+    loss = steps.classifier_loss(by_hand, autoencoder, batch, labels)
     assert float(loss.detach()) == pytest.approx(losses[0], rel=1e-6)
     plain, _ = real(ONE_BATCH, index, ("invert",), None, torch.Generator().manual_seed(0))
     torch.testing.assert_close(plain[:n], ONE_BATCH[index])                         # in-distribution half unchanged

@@ -1,4 +1,4 @@
-"""Noise-level explorer (ood_helpers.widgets): the pure state function, the figure, the widget.
+"""Noise-level explorer (ood_helpers.teaching.widgets): the pure state function, the figure, the widget.
 
 A tiny detector fitted on synthetic bar images keeps this file at a few seconds; the real-browser
 check of the same widget lives in tests/browser.
@@ -16,8 +16,8 @@ import torch  # noqa: E402
 
 from ood_helpers import InputError, NotFittedError, OODDetector, get_preset  # noqa: E402
 from ood_helpers.noise import NOISE_FAMILIES  # noqa: E402
-from ood_helpers.widgets import (NoiseExplorer, describe_state, draw_explorer, explorer_state,  # noqa: E402
-                                 noise_explorer)
+from ood_helpers.teaching.widgets import (NoiseExplorer, describe_state, draw_explorer,  # noqa: E402
+                                          explorer_state, noise_explorer)
 
 
 def bar_images(n: int, seed: int) -> torch.Tensor:

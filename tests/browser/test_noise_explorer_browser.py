@@ -1,7 +1,7 @@
 """Issue 7: the notebook-06 noise explorer works in a real browser.
 
 JupyterLab (isolated, 127.0.0.1) + headless Chromium via Playwright: open a fixture notebook that
-calls ``ood_helpers.widgets.noise_explorer`` on a tiny detector, run all cells, then move the
+calls ``ood_helpers.teaching.widgets.noise_explorer`` on a tiny detector, run all cells, then move the
 severity slider with the keyboard and change the noise family, and check that the score text and
 the drawn figure follow. Screenshots after each step go to ``screenshots/`` (ignored by git).
 
