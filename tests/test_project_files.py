@@ -1,6 +1,8 @@
 """The set-up files stay in step: environment.yml and pyproject.toml, README and CI."""
 import os
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -73,9 +75,108 @@ def test_the_book_has_its_own_extra_and_make_test_builds_and_checks_it():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^test: .*\btest-site\b", makefile, re.M)
     assert re.search(r"^site: setup-docs$", makefile, re.M) and re.search(r"^lab: setup$", makefile, re.M)
-    assert re.search(r"^test-unit: setup\n.*--ignore=tests/site", makefile, re.M)
+    assert re.search(r"^test-unit: setup-test\n.*--ignore=tests/site", makefile, re.M)
     assert "[test,docs]" in makefile.split("$(DOCS_STAMP):")[1].split("\n\n")[0]
     config = (ROOT / "docs" / "_config.yml").read_text()
     assert re.search(r'execute_notebooks: "off"', config) and "nitpicky: true" in config
     workflow = (ROOT / ".github" / "workflows" / "site.yml").read_text()
     assert "make site" in workflow and "_build/html" in workflow
+
+
+# -- issue 24, items 8 and 9: a short README whose links work, and the two commands for a student ------
+README_LIMIT = 10_240
+
+
+def _relative_links(markdown: str) -> list[str]:
+    links = re.findall(r"\]\(([^)\s]+)\)", markdown)
+    return [link for link in links if not re.match(r"[a-z][a-z0-9+.-]*:|#", link)]
+
+
+def test_readme_is_short_and_every_relative_link_resolves():
+    readme = ROOT / "README.md"
+    size = len(readme.read_bytes())
+    assert size < README_LIMIT, f"README.md is {size} bytes; move detail into docs/ (limit {README_LIMIT})"
+    links = _relative_links(readme.read_text())
+    assert links, "the README links the notebooks and the docs pages"
+    missing = [link for link in links if not (ROOT / link.split("#")[0]).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_readme_says_how_to_start_the_lab_and_run_commands_in_the_environment():
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"OOD_PRETRAINED_DIR=\S+ make lab", readme), "how to start the lab on a pretrained folder"
+    assert "make pretrain" in readme
+    assert ".venv/bin/python -m ood_helpers" in readme and "source .venv/bin/activate" in readme
+    assert ".venv\\Scripts\\activate" in readme
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme and "TORCH_INDEX=" in readme
+    # no bare `python -m ood_helpers` command outside a sentence that names the environment
+    for line in readme.splitlines():
+        if line.lstrip().startswith(("python -m", "$ python -m")):
+            raise AssertionError(f"a command outside the project's environment: {line}")
+
+
+def test_the_book_lists_every_docs_page():
+    toc = (ROOT / "docs" / "_toc.yml").read_text()
+    listed = set(re.findall(r"(?:file|root): (\S+)", toc))
+    pages = {p.relative_to(ROOT / "docs").with_suffix("").as_posix()
+             for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts}
+    assert pages - {"reference/package"} <= listed, sorted(pages - listed)
+    assert {"usage", "trust", "findings", "gpu", "instructors", "plans"} <= listed
+    readme = (ROOT / "README.md").read_text()
+    for page in ("usage", "trust", "findings", "gpu", "instructors", "plans"):
+        assert f"(docs/{page}.md" in readme, f"the README links docs/{page}.md"
+
+
+def test_make_lab_installs_the_runtime_only_and_make_test_the_test_extra():
+    makefile = (ROOT / "Makefile").read_text()
+    runtime = makefile.split("$(STAMP): pyproject.toml")[1].split("\n\n")[0]
+    assert re.search(r"-e \.$", runtime, re.M) and "[test" not in runtime, runtime
+    tests = makefile.split("$(TEST_STAMP): pyproject.toml $(STAMP)")[1].split("\n\n")[0]
+    assert "-e '.[test]'" in tests
+    for target in ("test-unit", "test-notebooks", "test-browser"):
+        assert re.search(rf"^{target}: setup-test$", makefile, re.M), target
+    assert re.search(r"^lab: setup$", makefile, re.M)
+    # TORCH_INDEX changes nothing unless set (CI installs from its own index)
+    assert re.search(r"^TORCH_INDEX \?=\s*$", makefile, re.M)
+    assert "$(if $(TORCH_INDEX)," in runtime
+
+
+def _fake_checkout(tmp_path: Path) -> Path:
+    """The Makefile beside a .venv whose jupyter only prints how it was called (nothing installed)."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, body in (("python", "exit 0"),
+                       ("jupyter", 'echo "ARGS $*"; echo "PRETRAINED=$OOD_PRETRAINED_DIR"')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    stamp = tmp_path / ".venv" / ".installed-stamp"
+    stamp.touch()
+    later = (tmp_path / "pyproject.toml").stat().st_mtime + 60
+    os.utime(stamp, (later, later))
+    return tmp_path
+
+
+def test_make_lab_allows_root_only_as_root_and_reads_a_relative_pretrained_folder(tmp_path):
+    if shutil.which("make") is None:
+        import pytest
+        pytest.skip("no make on this machine")
+    checkout = _fake_checkout(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("OOD_PRETRAINED_DIR", "OOD_DATA_DIR", "MAKEFLAGS")}
+    done = subprocess.run(["make", "lab"], cwd=checkout, capture_output=True, text=True, timeout=60,
+                          env={**env, "OOD_PRETRAINED_DIR": "runs/pretrained"})
+    assert done.returncode == 0, done.stderr
+    args = next(line for line in done.stdout.splitlines() if line.startswith("ARGS "))
+    assert args.split()[1:] == ["lab"] + (["--allow-root"] if os.getuid() == 0 else []) + ["notebooks/"], args
+    assert f"PRETRAINED={checkout / 'runs' / 'pretrained'}" in done.stdout
+    # nothing installed: the runtime stamp was newer than pyproject.toml, and no test stamp was needed
+    assert "pip install" not in done.stdout and not (checkout / ".venv" / ".test-installed-stamp").exists()
+    # the dry run of a fresh clone: the runtime only; `make test` adds the test extra
+    lab = subprocess.run(["make", "-n", "-B", "lab"], cwd=checkout, capture_output=True, text=True, env=env).stdout
+    assert "pip install" in lab and "[test" not in lab and "--index-url" not in lab
+    test = subprocess.run(["make", "-n", "-B", "test"], cwd=checkout, capture_output=True, text=True, env=env).stdout
+    assert "-e '.[test]'" in test
+    cpu = subprocess.run(["make", "-n", "-B", "lab", "TORCH_INDEX=https://download.pytorch.org/whl/cpu"],
+                         cwd=checkout, capture_output=True, text=True, env=env).stdout
+    assert "--index-url https://download.pytorch.org/whl/cpu" in cpu
