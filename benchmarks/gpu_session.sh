@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one command a session with a borrowed GPU runs first (issue 16): the standard and the fast
-# training path side by side, the paper preset for as many epochs as fit, then full-schedule runs
+# The one command a session with a borrowed GPU runs first (issue 16): float32 eager and the default run
+# options (bf16, compile) side by side, the paper preset for as many epochs as fit, then full-schedule runs
 # of the classroom preset while time is left. About 9 minutes; everything it measures lands in $OUT.
 #
 # 1. Here, on a machine with the data (about 21 MB: MNIST and the CIFAR-10 test JPEGs, git-ignored):

@@ -30,7 +30,8 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-from .validation import DegenerateDataWarning, InputError, as_image_batch, check_batch_size, check_seed, check_spread, float32_default, iter_image_batches
+from .validation import (DegenerateDataWarning, InputError, as_image_batch, check_batch_size, check_fraction,
+                         check_in_channels, check_seed, check_spread, float32_default, iter_image_batches)
 
 
 def fingerprint(value) -> str:
@@ -94,34 +95,6 @@ def seeded(seed: int):
             finally:
                 random.setstate(python_state)
                 np.random.set_state(numpy_state)
-
-
-def check_in_channels(in_channels, name: str = "in_channels") -> int | None:
-    """``in_channels`` as an int: 1 (grayscale), 3 (RGB) or None (taken from the training images).
-
-    Raises
-    ------
-    InputError
-        For anything else, naming ``name``.
-    """
-    if in_channels is None:
-        return None
-    if isinstance(in_channels, bool) or in_channels not in (1, 3):
-        raise InputError(f"{name}: expected 1 (grayscale), 3 (RGB) or None (use the training images' "
-                         f"channels), got {in_channels!r}.")
-    return int(in_channels)
-
-
-def check_fraction(value, name: str, low: float = 0.0, high: float = 1.0, include_high: bool = False) -> float:
-    """``value`` as a float in (low, high) (or (low, high] with ``include_high``)."""
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = low < value < high or (include_high and value == high)
-    if not ok:
-        bracket = "]" if include_high else ")"
-        raise InputError(f"{name}: expected a number in ({low:g}, {high:g}{bracket}, got {value!r}.")
-    return value
 
 
 def split_held_out(images: torch.Tensor, fraction: float, generator: torch.Generator,
@@ -324,5 +297,4 @@ class BaseDetector(BaseEstimator):
         return np.concatenate(scores)
 
 
-__all__ = ["BaseDetector", "NotFittedError", "DegenerateDataWarning", "GLOBAL_RNG_LOCK", "seeded", "fingerprint", "split_held_out", "check_in_channels", "check_seed",
-           "check_fraction", "DEFAULT_BATCH_SIZE"]
+__all__ = ["BaseDetector", "NotFittedError", "DegenerateDataWarning", "GLOBAL_RNG_LOCK", "seeded", "fingerprint", "split_held_out", "check_seed", "DEFAULT_BATCH_SIZE"]

@@ -38,7 +38,7 @@ from .files import OutputPathError, file_lock
 from .networks import AutoEncoder
 from .presets import get_preset
 from .checkpoints import state_file
-from .validation import InputError, check_choice
+from .validation import check_bool, check_choice
 from .detector import build_detector
 from .variants import get_variant
 
@@ -73,12 +73,6 @@ def detector_relpath(setting: str, preset=None, seed: int = 0, variant: str = "p
     """
     preset = get_preset(preset)
     return Path(preset.name) / setting / f"detector_{get_variant(variant).key}_seed{seed}.pt"
-
-
-def detector_path(setting: str, preset=None, seed: int = 0, variant: str = "paper") -> Path:
-    """Where :func:`get_detector` keeps one detector in the per-user folder:
-    ``<artifacts>/<preset>/<setting>/detector_<variant>_seed<seed>.pt``."""
-    return artifact_dir() / detector_relpath(setting, preset, seed, variant)
 
 
 def get_data(setting: str, preset=None, seed: int = 0, download: bool | None = None) -> OODData:
@@ -386,9 +380,7 @@ def get_autoencoder(setting: str, preset=None, seed: int = 0, noise_augment: boo
     """
     check_choice(setting, tuple(SETTINGS), "setting")
     seed = check_seed(seed)
-    if not isinstance(noise_augment, bool):
-        raise InputError(f"noise_augment: expected True or False, got {noise_augment!r}. Fix: noise_augment=True "
-                         f"(the paper's method) or False (its ablation).")
+    check_bool(noise_augment, "noise_augment", "True is the paper's method, False its ablation")
     preset = get_preset(preset)
     data = data if data is not None else get_data(setting, preset, seed)
     channels = CHANNELS[SETTINGS[setting]["in_data"]]

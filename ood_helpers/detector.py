@@ -27,7 +27,8 @@ from .outliers import apply_family, check_families, families_for
 from .presets import Preset, get_preset
 from .steps import autoencoder_loss, classifier_batch, classifier_loss, difference_image
 from .variants import get_variant, variant_of
-from .validation import DegenerateDataWarning, InputError, as_image_batch, check_batch_size, check_bool, iter_image_batches
+from .validation import (DegenerateDataWarning, InputError, as_image_batch, check_batch_size, check_bool, check_int,
+                         iter_image_batches)
 
 __all__ = ["OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "split_for_stages",
            "train_autoencoder_stage", "fit_autoencoder", "new_autoencoder", "new_classifier", "build_detector"]
@@ -182,8 +183,7 @@ class OODDetector(BaseDetector):
         for switch, hint in _SWITCH_HINTS.items():
             check_bool(getattr(self, switch), switch, hint + "; or pick a named variant with "
                                                              "ood_helpers.variants.build_detector")
-        if isinstance(self.inject_stage, bool) or self.inject_stage not in (1, 2, 3, 4):
-            raise InputError(f"inject_stage: expected 1, 2, 3 or 4, got {self.inject_stage!r}. Fix: inject_stage=2.")
+        check_int(self.inject_stage, "inject_stage", 1, 4, example=2)
         check_families(self.outlier_families, self.in_channels or 3, "outlier_families")
         self._run_options()
 

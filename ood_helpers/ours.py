@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .networks import ResNetTrunk, _float32
-from .validation import InputError
+from .validation import check_int
 
 ROTATIONS = (0, 90, 180, 270)   # degrees, counter-clockwise; label k means k quarter turns
 ROTATION_MAX_SHIFT = 2          # pixels: the random translation of rotation training
@@ -68,8 +68,7 @@ def rotation_augment(images: torch.Tensor, generator=None, max_shift: int = ROTA
 
     Raises InputError when ``max_shift`` is not an int >= 0.
     """
-    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
-        raise InputError(f"max_shift: expected an int >= 0 (pixels), got {max_shift!r}. Fix: max_shift=2.")
+    check_int(max_shift, "max_shift", 0, example=ROTATION_MAX_SHIFT)
     n, c, h, w = images.shape
     device = images.device
     shift = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator, device=device)

@@ -1,37 +1,13 @@
-"""Synthetic outliers: the binary classifier's "out" class, made only from in-distribution images.
+"""Synthetic outliers: the classifier's "out" class, made only from in-distribution training images.
 
-The paper trains an in/out classifier yet says no outliers are used. We make that honest: every
-"out" example below is a transformation of an in-distribution *training* image. The evaluation
-OOD dataset is never seen. Each family breaks one property that real in-distribution images have,
-so the classifier must learn what "normal" looks like rather than what one particular outlier
-dataset looks like:
-
-- ``cutpaste``: a rectangle from another image pasted elsewhere (local structure broken; the
-  classic CutPaste self-supervision of Li et al. 2021).
-- ``mixup``: two images superimposed (a texture-on-texture image no camera produces).
-- ``invert``: 1 - x (contrast polarity reversed: dark background becomes bright and vice versa).
-- ``patch_shuffle``: 8x8 patches permuted (global layout broken, local statistics kept).
-- ``grayscale``: colour removed (RGB data only: a colour-statistics anomaly).
-- ``exposure``: strong gamma, much darker or much brighter (intensity statistics shifted).
-- ``posterize``: two intensity levels per channel (an image simpler than the data).
-- ``edges``: the Sobel edge map, thin bright lines on black (structure without texture).
-- ``smooth``: only the coarsest 4x4 content kept (an image smoother than the data).
-- ``pixel_shuffle``: every pixel moved to a random place (the image's colours, none of its
-  structure: an image that *is* noise rather than an image *with* noise).
-- ``flat``: the image's mean colour at every pixel (no content at all: the limit of ``smooth``).
-
-``exposure``, ``posterize``, ``edges`` and ``smooth`` cover images *simpler and smoother* than the
-training data: an autoencoder reconstructs such images well, so reconstruction error alone calls
-them normal (the failure the paper's CIFAR-10 -> MNIST number hides). Noise and blur on a normal
-image are deliberately *not* outlier families:
-they are nuisances (see ``noise.py``) and a noisy in-distribution image should still count as in.
-``pixel_shuffle`` and ``flat`` draw the other side of that line: noise *on* a normal image keeps
-the image's content and is in; an image with no content left, only the statistics of its pixels
-(shuffled: noise; averaged: one colour), is out. Without them, a classifier taught by noise
-augmentation that noise is harmless calls pure noise "in" (measured: see the far-OOD groups of
-``python -m ood_helpers compare``). They are close kin of the far-OOD sanity sets of
-:mod:`ood_helpers.evaluation.far_ood` (noise images, one-colour images), which is the point: they teach the
-kind "no in-distribution content", made from training images, never from those test sets.
+The paper does not say where its "out" examples come from; ours are transformations of
+in-distribution training images, so no real outlier is ever seen. Each family breaks one property
+real images have: ``cutpaste`` (a rectangle of another image, Li et al. 2021), ``mixup`` (two
+images superimposed), ``invert`` (1 - x), ``patch_shuffle`` (8x8 tiles permuted), ``grayscale``
+(colour removed), ``exposure`` (strong gamma), ``posterize`` (two levels), ``edges`` (Sobel map),
+``smooth`` (4x4 content only), ``pixel_shuffle`` (pixels in random places: an image that *is*
+noise) and ``flat`` (one colour). Noise *on* an image is not a family: it is the paper's
+augmentation (:mod:`ood_helpers.noise`), and a noisy in-distribution image should count as in.
 
 One implementation, batched on the images' device: each family runs on the whole batch, so the
 work does not depend on the draw; ``generator`` lives on the images' device.

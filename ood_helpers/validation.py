@@ -23,6 +23,7 @@ Documented conversions (everything else raises :class:`InputError`):
 from __future__ import annotations
 
 import contextlib
+import numbers
 import operator
 import warnings
 
@@ -54,7 +55,7 @@ def check_seed(seed, name: str = "seed") -> int:
     """``seed`` as a Python int in [0, 2**32 - 1]; Python and numpy integers and 0-d integer tensors
     are accepted. Raises :class:`InputError` naming ``name`` otherwise."""
     if not _is_integer(seed) or not 0 <= int(seed) <= MAX_SEED:
-        fix = f"{name}={int(seed) % 2**32}" if _is_integer(seed) else f"{name}=0"
+        fix = f"{name}={int(seed) % 2**32}" if _is_integer(seed) and int(seed) > MAX_SEED else f"{name}=0"
         raise InputError(f"{name}: expected an integer in [0, 2**32 - 1] (NumPy's and scikit-learn's seed range), "
                          f"got {seed!r} (type {type(seed).__name__}). Fix: {fix}.")
     return int(seed)
@@ -79,6 +80,27 @@ def float32_default():
         yield
     finally:
         torch.set_default_dtype(previous)
+
+def check_in_channels(in_channels, name: str = "in_channels") -> int | None:
+    """``in_channels`` as 1 (grayscale), 3 (RGB) or None (from the training images); InputError otherwise."""
+    if in_channels is None:
+        return None
+    if isinstance(in_channels, bool) or in_channels not in CHANNEL_COUNTS:
+        raise InputError(f"{name}: expected 1 (grayscale), 3 (RGB) or None (use the training images' "
+                         f"channels), got {in_channels!r}.")
+    return int(in_channels)
+
+
+def check_fraction(value, name: str, high: float = 1.0, include_high: bool = False) -> float:
+    """``value`` as a float in (0, high), or (0, high] with ``include_high``; InputError otherwise."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
+    if ok:
+        ok = 0 < value < high or (include_high and value == high)
+    if not ok:
+        raise InputError(f"{name}: expected a number in (0, {high:g}{']' if include_high else ')'}, got {value!r}. "
+                         f"Fix: e.g. {name}={min(0.95, high / 5 if high < 1 else 0.95):g} (a fraction, not a percentage).")
+    return float(value)
+
 
 def check_choice(value, choices, name: str):
     """Return ``value`` if it is one of ``choices``.
@@ -120,6 +142,16 @@ def check_positive_int(value, name: str, example: int = 1) -> int:
         fix = f"int({value!r})" if isinstance(value, str) and value.strip().isdigit() and int(value) > 0 else str(example)
         raise InputError(f"{name}: expected a positive integer (>= 1), got {value!r} "
                          f"(type {type(value).__name__}). Fix: pass {name}={fix}.")
+    return int(value)
+
+
+def check_int(value, name: str, low: int, high: int | None = None, example: int | None = None) -> int:
+    """``value`` as a Python int in [low, high] (numpy integers count; bools and floats do not);
+    InputError naming ``name``, the range and a value that works otherwise."""
+    if not _is_integer(value) or int(value) < low or (high is not None and int(value) > high):
+        span = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise InputError(f"{name}: expected an integer {span}, got {value!r} (type {type(value).__name__}). "
+                         f"Fix: {name}={low if example is None else example}.")
     return int(value)
 
 

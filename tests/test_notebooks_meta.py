@@ -95,15 +95,26 @@ def test_notebook_is_committed_executed_and_small(name):
     assert not machine, f"{path.name}: machine paths in its outputs: {sorted(set(machine))[:3]}"
 
 
-# -- the helpers the notebooks call (data.sample, metrics.image_complexity, reports, plots, training) --------
+# -- the helpers the notebooks call (data.sample, metrics.image_complexity, reports, plots, cheating) --------
+MOVED = r"(training|models|metrics|plots|reports|widgets|far_ood|paper)"   # deleted, or moved in issue 21
+
+
 def test_notebooks_import_library_modules_only():
-    """Notebooks call the library, never a command-line module or a deleted one."""
-    banned = re.compile(r"\b(teaching|compare|experiments|__main__)\b|\.score\(|seed_everything")
+    """Notebooks call the library, never a command-line module, a deleted one or the old place of a moved one."""
+    banned = re.compile(r"\b(compare|experiments|__main__)\b|\.score\(|seed_everything"
+                        rf"|\bood_helpers\.{MOVED}\b|^\s*from ood_helpers import .*\b{MOVED}\b")
     for name in SERIES:
         for cell in _code_cells(_load(name)):
             for line in _source(cell).splitlines():
                 if "import" in line or "ood_helpers." in line or ".score(" in line:
                     assert not banned.search(line), f"{name}: {line}"
+
+
+def test_notebooks_show_code_without_docstrings():
+    """Library code goes on screen through ood_helpers.teaching.show (code without its docstring)."""
+    for name in SERIES:
+        for cell in _code_cells(_load(name)):
+            assert "getsource(" not in _source(cell), f"{name}: print code with teaching.show(fn), not inspect.getsource"
 
 
 def test_sample_draws_distinct_images_reproducibly():
@@ -137,11 +148,10 @@ def test_markdown_table_and_missing_results(tmp_path):
 
     table = reports.markdown_table(["a", "b"], [["x", 0.123456], ["y", None]])
     assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x | 0.1235 |", "| y | — |"]
-    assert reports.committed_results("mnist-cifar10", roots=(str(tmp_path),)) is None
+    assert reports.find_results("mnist-cifar10", roots=(str(tmp_path),)) is None
     (tmp_path / "mnist-cifar10").mkdir()
-    (tmp_path / "mnist-cifar10" / "results.md").write_text("# Title\n\n```bash\n# comment\n```\n![roc](roc.png)\n| t |\n")
-    shown = reports.committed_results("mnist-cifar10", roots=(str(tmp_path),))
-    assert shown.splitlines() == ["## Title", "", "```bash", "# comment", "```", "| t |"]
+    (tmp_path / "mnist-cifar10" / "results.md").write_text("| t |\n")
+    assert reports.find_results("mnist-cifar10", roots=(str(tmp_path),)) == tmp_path / "mnist-cifar10" / "results.md"
 
 
 def test_cheating_classifier_trains_and_scores(fitted_detector, gray_images):

@@ -199,7 +199,7 @@ def test_cache_loads_only_a_matching_detector(cache, capsys):
 def test_cache_never_returns_a_detector_of_other_channels(cache, capsys):
     data = _toy_data()
     detector = OODDetector(3, TINY, seed=0, progress=False).fit(smooth_images(96, 3))
-    path = artifacts.detector_path("mnist-cifar10", TINY, 0)
+    path = artifacts.artifact_dir() / artifacts.detector_relpath("mnist-cifar10", TINY, 0)
     detector.save(path)
     got = artifacts.get_detector("mnist-cifar10", TINY, 0, data=data, progress=False)
     assert got.in_channels_ == 1 and "3-channel" in capsys.readouterr().out
@@ -209,7 +209,7 @@ def test_cache_never_returns_a_detector_of_other_channels(cache, capsys):
 def test_cache_retrains_and_says_why_for_a_damaged_file(damage, cache, capsys):
     data = _toy_data()
     artifacts.get_detector("mnist-cifar10", TINY, 0, data=data, progress=False)
-    path = artifacts.detector_path("mnist-cifar10", TINY, 0)
+    path = artifacts.artifact_dir() / artifacts.detector_relpath("mnist-cifar10", TINY, 0)
     raw = bytearray(path.read_bytes())
     if damage == "empty":
         raw = bytearray()

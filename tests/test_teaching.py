@@ -22,5 +22,5 @@ def test_a_class_loses_the_docstrings_of_its_methods_too():
 
 
 def test_an_object_without_source_names_the_argument_and_the_fix():
-    with pytest.raises(InputError, match=r"obj: expected a Python function.*show\(training"):
+    with pytest.raises(InputError, match=r"obj: expected a Python function.*show\(steps"):
         source_without_docstrings(len)

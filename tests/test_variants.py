@@ -300,7 +300,7 @@ def test_classifier_batch_and_loss_are_the_loops_first_step(monkeypatch):
     assert labels.tolist() == [0.0] * n + [1.0] * n
     loss = steps.classifier_loss(by_hand, autoencoder, batch, labels)
     assert float(loss.detach()) == pytest.approx(losses[0], rel=1e-6)
-    plain, _ = real(ONE_BATCH, index, ("invert",), None, torch.Generator().manual_seed(0))
+    plain, _ = steps.classifier_batch(ONE_BATCH, index, ("invert",), None, torch.Generator().manual_seed(0))
     torch.testing.assert_close(plain[:n], ONE_BATCH[index])                         # in-distribution half unchanged
     assert float((plain[n:] - ONE_BATCH[index]).abs().mean()) > 0.2                  # outliers made of partners
 

@@ -44,7 +44,6 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..evaluation import metrics
-from ..api import check_seed
 from ..artifacts import get_data, get_detector
 from ..baselines import (BASELINES, PYOD_BASELINES, PYOD_MISSING, MeanIntensityDetector, make_detector,
                          pyod_available)
@@ -57,7 +56,7 @@ from ..noise import NOISE_FAMILIES, add_noise
 from .paper import LITERATURE_REPORTED, PAPER_REPORTED, PAPER_SETTINGS, REPORTED_IN
 from ..presets import PRESETS, default_preset_name, get_preset
 from .reports import format_value, markdown_table
-from ..validation import InputError, check_choice
+from ..validation import InputError, check_choice, check_seed
 from ..variants import ADDITION_VARIANTS, NEGATIVES_NOTE, TABLE3_VARIANTS, VARIANTS, get_variant
 from ..detector import build_detector
 
@@ -112,12 +111,10 @@ def _check_seeds(seeds) -> list[int]:
     seeds = list(seeds)
     if not seeds:
         raise InputError("seeds: expected at least one seed, got none.")
-    for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InputError(f"seeds: expected non-negative integers, got {seed!r}.")
+    seeds = [check_seed(seed, "seeds") for seed in seeds]
     if len(set(seeds)) != len(seeds):
         raise InputError(f"seeds: expected distinct seeds, got {seeds}.")
-    return [int(seed) for seed in seeds]
+    return seeds
 
 
 def command_line(setting: str, preset: str, seeds, out_dir, detectors=None) -> str:

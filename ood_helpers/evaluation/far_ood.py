@@ -3,7 +3,7 @@
 Benchmarks of out-of-distribution detection add such sets beside the real outlier dataset as
 sanity checks (e.g. Hendrycks & Gimpel 2017, "Gaussian" and "uniform" noise; Hendrycks, Mazeika &
 Dietterich 2019, Outlier Exposure): a detector that calls pure noise in-distribution has learned a
-shortcut, whatever its AUROC on the tuned pair. Three sets, each seeded and the same for every
+shortcut, whatever its AUROC on the tuned pair. Four sets, each seeded and the same for every
 detector and seed:
 
 - ``uniform noise``: every pixel and channel independent, uniform in [0, 1];
@@ -23,10 +23,9 @@ it is the held-out check that the detector learned "no content" rather than one 
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ..validation import InputError, check_choice
+from ..validation import InputError, check_choice, check_in_channels, check_int, check_seed
 
 FAR_OOD_SETS = ("uniform noise", "gaussian noise", "constant colour", "rademacher noise")
 # the synthetic outlier family of the same kind (made from training images), or None
@@ -61,16 +60,10 @@ def far_ood_images(name: str, n: int, channels: int, seed: int = FAR_OOD_SEED, s
         Unknown ``name``, ``n`` < 1, ``channels`` not 1 or 3, ``seed`` < 0 or ``size`` < 1.
     """
     name = check_choice(name, FAR_OOD_SETS, "name")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"n: expected an int >= 1 (the number of images), got {n!r}. Fix: e.g. n=2000.")
-    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels not in (1, 3):
-        raise InputError(f"channels: expected 1 (MNIST-like) or 3 (CIFAR-like), got {channels!r}. Fix: "
-                         f"channels=data.channels.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed: expected an int >= 0, got {seed!r}. Fix: leave the default, FAR_OOD_SEED.")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise InputError(f"size: expected an int >= 1 (pixels), got {size!r}. Fix: size=32.")
-    n, channels, seed, size = int(n), int(channels), int(seed), int(size)
+    n, size = check_int(n, "n", 1, example=2000), check_int(size, "size", 1, example=32)
+    channels, seed = check_in_channels(channels, "channels"), check_seed(seed)
+    if channels is None:
+        raise InputError("channels: expected 1 (MNIST-like) or 3 (CIFAR-like), got None. Fix: channels=data.channels.")
     generator = torch.Generator().manual_seed(seed + FAR_OOD_SETS.index(name))
     shape = (n, channels, size, size)
     if name == "uniform noise":

@@ -19,7 +19,7 @@ import numbers
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from ..validation import InputError, check_positive_int
+from ..validation import InputError, check_fraction, check_positive_int
 
 
 def check_scores(scores, name: str) -> np.ndarray:
@@ -74,17 +74,6 @@ def check_scores(scores, name: str) -> np.ndarray:
                          f"{bad[:5].tolist()}); expected finite numbers. Fix: find where they come from; to "
                          f"drop them: {name}[np.isfinite({name})].")
     return values
-
-
-def _check_fraction(value, name: str, low_open: bool, high_open: bool) -> float:
-    inside = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
-    if inside:
-        inside = (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
-    if not inside:
-        interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
-        raise InputError(f"{name}: expected a number in {interval}, got {value!r}. Fix: e.g. {name}=0.95 "
-                         f"(a fraction, not a percentage).")
-    return float(value)
 
 
 def _labels_scores(in_scores, out_scores):
@@ -174,7 +163,7 @@ def fpr_at_tpr(in_scores, out_scores, tpr: float = 0.95) -> float:
     InputError
         When either array is not valid for :func:`check_scores`, or ``tpr`` is not in (0, 1].
     """
-    tpr = _check_fraction(tpr, "tpr", low_open=True, high_open=False)
+    tpr = check_fraction(tpr, "tpr", include_high=True)
     fpr, tpr_curve, _ = roc_curve(*_labels_scores(in_scores, out_scores), drop_intermediate=False)
     return float(fpr[np.searchsorted(tpr_curve, tpr, side="left")])
 
@@ -239,7 +228,7 @@ def bootstrap_auroc_ci(in_scores, out_scores, n_boot: int = 1000, level: float =
     in_scores = check_scores(in_scores, "in_scores")
     out_scores = check_scores(out_scores, "out_scores")
     n_boot = check_positive_int(n_boot, "n_boot", example=1000)
-    level = _check_fraction(level, "level", low_open=True, high_open=True)
+    level = check_fraction(level, "level")
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral,)) or seed < 0:
         raise InputError(f"seed: expected a non-negative integer, got {seed!r}. Fix: seed=0.")
     rng = np.random.default_rng(int(seed))
@@ -281,7 +270,7 @@ def fpr_at_threshold(in_scores_reference, in_scores_test, keep: float = 0.95) ->
     """
     reference = check_scores(in_scores_reference, "in_scores_reference")
     test = check_scores(in_scores_test, "in_scores_test")
-    keep = _check_fraction(keep, "keep", low_open=True, high_open=False)
+    keep = check_fraction(keep, "keep", include_high=True)
     return float(np.mean(test > np.quantile(reference, keep)))
 
 

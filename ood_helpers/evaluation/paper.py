@@ -8,11 +8,10 @@ labelled references beside numbers this package measured.
 """
 from __future__ import annotations
 
+from ..data import PAPER_SETTINGS  # noqa: F401  (the paper's two settings, in-distribution first: defined with the data)
+
 CITATION = ("Kim, S. and Kim, K.-H. \"A Novel Out-of-Distribution Detector Based on Autoencoder and Binary "
             "Classifier with Auxiliary Input\". Journal of Student Research.")
-
-# the paper's two benchmark settings (in-distribution first)
-PAPER_SETTINGS = ("mnist-cifar10", "cifar10-mnist")
 
 # Implementation details: Adam (beta1 0.9, beta2 0.99), mini-batch 32, 100 epochs, learning rate
 # 1e-4 multiplied by 0.2 at epochs 40 and 80; ResNet-18 for the autoencoder and the classifier.

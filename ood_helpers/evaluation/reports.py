@@ -67,22 +67,6 @@ def find_results(setting: str, name: str = "results.md", roots=RESULTS_ROOTS) ->
     return None
 
 
-def committed_results(setting: str, roots=RESULTS_ROOTS) -> str | None:
-    """The committed comparison ``results/<setting>/results.md`` as Markdown text, or None when the
-    file is missing. Image links are dropped (their relative paths do not resolve from a notebook)
-    and headings are demoted one level."""
-    path = find_results(setting, roots=roots)
-    if path is None:
-        return None
-    lines, fenced = [], False
-    for line in path.read_text().splitlines():
-        fenced ^= line.lstrip().startswith("```")
-        if not fenced and line.lstrip().startswith("!["):
-            continue
-        lines.append("#" + line if not fenced and line.startswith("#") else line)
-    return "\n".join(lines)
-
-
 def committed_aurocs(setting: str, roots=RESULTS_ROOTS) -> dict | None:
     """Mean AUROC per row group and detector key from the committed ``results/<setting>/results.json``:
     ``{"clean": {"ours": 0.99, ...}, "gaussian noise 0.1": {...}}``; None when the file is missing."""
@@ -93,4 +77,4 @@ def committed_aurocs(setting: str, roots=RESULTS_ROOTS) -> dict | None:
     return {group["name"]: {row["key"]: row["auroc_mean"] for row in group["rows"]} for group in groups}
 
 
-__all__ = ["format_value", "markdown_table", "find_results", "committed_results", "committed_aurocs"]
+__all__ = ["format_value", "markdown_table", "find_results", "committed_aurocs"]

@@ -18,7 +18,7 @@ def source_without_docstrings(obj) -> str:
         source = textwrap.dedent(inspect.getsource(obj))
     except (TypeError, OSError) as error:
         raise InputError(f"obj: expected a Python function, method or class with source code, got {obj!r} "
-                         f"({error}); pass the function itself, e.g. show(training.autoencoder_loss)") from None
+                         f"({error}); pass the function itself, e.g. show(steps.autoencoder_loss)") from None
     lines = source.splitlines(keepends=True)
     docstrings = []
     for node in ast.walk(ast.parse(source)):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..evaluation import metrics
-from ..validation import InputError
+from ..validation import InputError, check_int
 
 
 def _to_hwc(image: torch.Tensor) -> np.ndarray:
@@ -701,8 +701,7 @@ def classifier_diagram(highlight=(), latent_input: bool = True, inject_stage: in
         Unknown part names, ``inject_stage`` not in 1-4, or "inject" highlighted without ``latent_input``.
     """
     lit = _parts_to_light(highlight, CLASSIFIER_PARTS, {})
-    if isinstance(inject_stage, bool) or inject_stage not in (1, 2, 3, 4):
-        raise InputError(f"inject_stage: expected 1, 2, 3 or 4, got {inject_stage!r}.")
+    check_int(inject_stage, "inject_stage", 1, 4, example=2)
     if "inject" in lit and not latent_input:
         raise InputError("highlight: 'inject' is not drawn without latent_input.")
     shapes = dict(shapes or {})

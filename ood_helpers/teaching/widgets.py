@@ -30,7 +30,7 @@ import torch
 
 from ..noise import NOISE_FAMILIES, add_noise
 from .plots import _to_hwc, plot_score_histograms
-from ..validation import InputError, as_image_batch, check_choice
+from ..validation import InputError, as_image_batch, check_choice, check_int
 
 SEVERITY_STEP = 0.05
 FLAG_QUANTILE = 0.95  # an image is "flagged" when it scores above 95% of in-distribution images
@@ -339,7 +339,6 @@ def noise_explorer(detector, images, in_scores, out_scores, index: int = 0, fami
         raise InputError(f"max_severity: expected a number in (0, 1], got {max_severity!r}.") from None
     if not 0.0 < max_severity <= 1.0:
         raise InputError(f"max_severity: expected a number in (0, 1], got {max_severity!r}.")
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(images):
-        raise InputError(f"index: expected an integer in [0, {len(images) - 1}], got {index!r}.")
+    index = check_int(index, "index", 0, len(images) - 1)
     return NoiseExplorer(detector, images, in_scores, out_scores, int(index), families, max_severity,
                            int(seed), int(dpi))
