@@ -423,7 +423,9 @@ class OODDetector(BaseDetector):
 
     @classmethod
     def load_autoencoder(cls, path, in_channels=None, preset=None, device=None) -> AutoEncoder:
-        """Only the autoencoder of a detector file, verified like :meth:`load`; raises as :meth:`load`."""
+        """Only the autoencoder of a detector file, verified like :meth:`load`.
+
+        Raises FileNotFoundError, CheckpointError, InputError, as :meth:`load` does."""
         from .persistence import load_autoencoder
 
         return load_autoencoder(path, in_channels, preset, device)

@@ -2,8 +2,8 @@
 
 ``severity`` in [0, 1] reads roughly as a standard deviation in pixel units: 0.1 is Gaussian
 noise of std 0.1, speckle of relative std 0.1, salt-and-pepper on 10% of pixels, Poisson noise
-of std about 0.1 * sqrt(intensity), a Gaussian blur of sigma 0.3 pixels. One implementation,
-batched on the images' device; ``generator`` must live on that device too.
+of std about 0.1 * sqrt(intensity), a Gaussian blur of sigma 0.3 pixels. One implementation of
+each family, batched on the images' device; ``generator`` must live on that device too.
 """
 from __future__ import annotations
 
@@ -53,6 +53,23 @@ def noisy(images: torch.Tensor, family: str, severity: torch.Tensor, generator=N
     return out.clamp(0.0, 1.0)
 
 
+def per_choice(images: torch.Tensor, choice: torch.Tensor, makers, *per_image: torch.Tensor) -> torch.Tensor:
+    """``makers[choice[i]](image i, per_image[.][i])`` for every image (choice -1: unchanged).
+
+    (N, C, H, W) -> a new (N, C, H, W). On a CPU each maker runs on its own rows only; elsewhere
+    on the whole batch, each image keeping its own result, so the device never waits for the host.
+    """
+    out = images.clone()
+    for index, make in enumerate(makers):
+        if images.device.type == "cpu":
+            rows = (choice == index).nonzero().flatten()
+            if len(rows):
+                out[rows] = make(images[rows], *(values[rows] for values in per_image))
+        else:
+            out = torch.where((choice == index).view(-1, 1, 1, 1), make(images, *per_image), out)
+    return out
+
+
 def _radius(max_severity: float) -> int:
     return max(1, int(round(3 * BLUR_SIGMA_PER_SEVERITY * max_severity)))
 
@@ -76,8 +93,8 @@ class NoiseAugment:
     at a severity drawn uniformly from [0, ``max_severity``]. Used on the autoencoder's inputs
     and on both classifier classes, so noise carries no label.
 
-    ``augment(images, generator)``: (N, C, H, W) in [0, 1] on any device -> a new tensor; each
-    family runs on the whole batch and every image keeps its own family's result.
+    ``augment(images, generator)``: (N, C, H, W) in [0, 1] on any device -> a new tensor
+    (:func:`per_choice` applies each image's family).
     """
 
     def __init__(self, max_severity: float = 0.15, p: float = 0.5, families=NOISE_FAMILIES):
@@ -90,13 +107,11 @@ class NoiseAugment:
         chosen = torch.rand(n, generator=generator, device=device) < self.p
         family_index = torch.randint(len(self.families), (n,), generator=generator, device=device)
         severity = torch.rand(n, generator=generator, device=device) * self.max_severity
-        active = chosen & (severity > 0)
+        choice = torch.where(chosen & (severity > 0), family_index, -1)   # -1: this image stays clean
         safe = torch.where(severity > 0, severity, torch.ones_like(severity))   # no division by zero
-        out = images
-        for index, family in enumerate(self.families):
-            keep = (active & (family_index == index)).view(-1, 1, 1, 1)
-            out = torch.where(keep, noisy(images, family, safe, generator, _radius(self.max_severity)), out)
-        return out if out is not images else images.clone()
+        radius = _radius(self.max_severity)
+        makers = [lambda x, s, f=family: noisy(x, f, s, generator, radius) for family in self.families]
+        return per_choice(images, choice, makers, safe)
 
     def __repr__(self):
         return f"NoiseAugment(max_severity={self.max_severity}, p={self.p}, families={self.families})"

@@ -9,14 +9,15 @@ images superimposed), ``invert`` (1 - x), ``patch_shuffle`` (8x8 tiles permuted)
 noise) and ``flat`` (one colour). Noise *on* an image is not a family: it is the paper's
 augmentation (:mod:`ood_helpers.noise`), and a noisy in-distribution image should count as in.
 
-One implementation, batched on the images' device: each family runs on the whole batch, so the
-work does not depend on the draw; ``generator`` lives on the images' device.
+One implementation of each family, batched, on the images' device (``generator`` lives there
+too); :func:`~ood_helpers.noise.per_choice` gives each image its own family.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from .noise import per_choice
 from .validation import InputError, as_image_batch
 
 OUTLIER_FAMILIES = ("cutpaste", "mixup", "invert", "patch_shuffle", "grayscale", "exposure",
@@ -158,11 +159,8 @@ def make_outliers(images: torch.Tensor, families=None, generator: torch.Generato
     """
     families = check_families(families, images.shape[1])
     choice = torch.randint(len(families), (len(images),), generator=generator, device=images.device)
-    out = images
-    for index, family in enumerate(families):
-        made = FAMILY_MAKERS[family](images, generator).clamp(0, 1)
-        out = torch.where((choice == index).view(-1, 1, 1, 1), made, out)
-    return (out if out is not images else images.clone()), choice
+    makers = [lambda x, f=FAMILY_MAKERS[family]: f(x, generator).clamp(0, 1) for family in families]
+    return per_choice(images, choice, makers), choice
 
 
 def apply_family(images, family: str, generator: torch.Generator | None = None) -> torch.Tensor:

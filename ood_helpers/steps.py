@@ -47,7 +47,7 @@ def classifier_batch(images: torch.Tensor, index: torch.Tensor, families=None, n
 def classifier_loss(classifier, autoencoder, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Equation 2: binary cross-entropy of the classifier's logit on |I - D(E(I))|, with
     z = E(I) as its auxiliary input; the autoencoder is frozen. batch (2B, C, 32, 32), labels (2B,).
-    Returns a scalar >= 0; raises RuntimeError (torch's) when the batch does not fit the networks."""
+    Returns a scalar >= 0. Raises RuntimeError (torch's) when the batch does not fit the networks."""
     with torch.no_grad():
         reconstruction, z = autoencoder(batch)
     logits = classifier(difference_image(batch, reconstruction), z)

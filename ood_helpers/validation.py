@@ -81,13 +81,15 @@ def float32_default():
     finally:
         torch.set_default_dtype(previous)
 
-def check_in_channels(in_channels, name: str = "in_channels") -> int | None:
-    """``in_channels`` as 1 (grayscale), 3 (RGB) or None (from the training images); InputError otherwise."""
-    if in_channels is None:
+def check_in_channels(in_channels, name: str = "in_channels", allow_none: bool = True) -> int | None:
+    """``in_channels`` as 1 (grayscale), 3 (RGB) or, with ``allow_none``, None (from the training
+    images); InputError otherwise."""
+    if in_channels is None and allow_none:
         return None
-    if isinstance(in_channels, bool) or in_channels not in CHANNEL_COUNTS:
-        raise InputError(f"{name}: expected 1 (grayscale), 3 (RGB) or None (use the training images' "
-                         f"channels), got {in_channels!r}.")
+    if not _is_integer(in_channels) or int(in_channels) not in CHANNEL_COUNTS:
+        none = " or None (use the training images' channels)" if allow_none else ""
+        raise InputError(f"{name}: expected 1 (grayscale) or 3 (RGB){none}, got {in_channels!r}. "
+                         f"Fix: {name}=1 for MNIST-like images, {name}=3 for CIFAR-like ones.")
     return int(in_channels)
 
 

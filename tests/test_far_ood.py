@@ -33,10 +33,10 @@ def test_the_sets_are_seeded_and_independent_of_global_state():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(name="pink noise", n=4, channels=3), "name: unknown value 'pink noise'"),
-    (dict(name="uniform noise", n=0, channels=3), "n: expected an int >= 1"),
-    (dict(name="uniform noise", n=4, channels=2), "channels: expected 1 .* or 3"),
-    (dict(name="uniform noise", n=4, channels=3.0), "channels: expected 1 .* or 3"),
-    (dict(name="uniform noise", n=4, channels=3, seed=-1), "seed: expected an int >= 0"),
+    (dict(name="uniform noise", n=0, channels=3), "n: expected an integer >= 1"),
+    (dict(name="uniform noise", n=4, channels=2), "channels: expected 1 .* or 3 .*, got 2"),
+    (dict(name="uniform noise", n=4, channels=3.0), "channels: expected 1 .* or 3 .*, got 3.0"),
+    (dict(name="uniform noise", n=4, channels=3, seed=-1), "seed: expected an integer in \\[0, 2\\*\\*32 - 1\\]"),
 ])
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(InputError, match=match):

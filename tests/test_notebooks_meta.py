@@ -303,3 +303,37 @@ def test_colab_setup_is_short_and_delegates_to_the_package(name):
     assert any("git clone" in line and "os.path.isdir(" in line for line in colab), "clone only when missing"
     assert colab[-1].strip().startswith("from ood_helpers.colab import setup; setup(")
     assert "chdir" not in first and "%pip" not in first and '"pip"' not in first  # ood_helpers.colab does both
+
+
+# -- issue 24: short prose that concludes ------------------------------------------------------------------
+MAX_WORDS, MAX_CELL_WORDS, MAX_LEARNED_WORDS = 1000, 250, 150
+DEFERRING = re.compile(r"\bprinted (line|summary|verdict|changes|numbers?|table) (says|say|give|gives|shows?)\b|"
+                       r"\bread the printed\b|\bthe printed verdict\b", re.I)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_prose_is_short(name):
+    cells = [_source(cell) for cell in _load(name)["cells"] if cell["cell_type"] == "markdown"]
+    total = sum(_words(cell) for cell in cells)
+    assert total <= MAX_WORDS, f"{name}: {total} words of markdown (at most {MAX_WORDS})"
+    for cell in cells:
+        assert _words(cell) <= MAX_CELL_WORDS, f"{name}: a markdown cell of {_words(cell)} words: {cell[:80]!r}"
+        if re.match(r"\s*#+\s*What we learned", cell, re.I):
+            assert _words(cell) <= MAX_LEARNED_WORDS, f"{name}: 'what we learned' has {_words(cell)} words"
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_prose_states_results_instead_of_deferring_to_the_output(name):
+    found = DEFERRING.findall(_markdown(_load(name)))
+    assert not found, f"{name}: a sentence defers to the output instead of stating the result: {found}"
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_code_lines_fit_a_laptop_screen(name):
+    for cell in _code_cells(_load(name)):
+        for line in _source(cell).splitlines():
+            assert len(line) <= 100, f"{name}: a code line of {len(line)} characters: {line[:60]!r}"

@@ -117,5 +117,5 @@ def test_rotation_augment_moves_within_the_shift_and_names_a_bad_one():
     # no shift: each image is itself or its mirror image
     assert all(torch.equal(m, x) or torch.equal(m, x.flip(2)) for m, x in zip(moved, images))
     assert torch.equal(rotation_augment(smooth_images(4, 1), max_shift=0), smooth_images(4, 1))   # gray: never flipped
-    with pytest.raises(InputError, match="max_shift: expected an int >= 0"):
+    with pytest.raises(InputError, match="max_shift: expected an integer >= 0"):
         rotation_augment(images, max_shift=-1)

