@@ -12,13 +12,18 @@ For example::
 detector); evaluation, baselines, teaching aids, checkpoints and torchrun load when first used.
 """
 import importlib
+import os
 
-from ._version import __version__
-from .api import BaseDetector, NotFittedError
-from .detector import AutoencoderDifferenceDetector, OODDetector, ScoreCalibration
-from .loop import TrainingDivergedError
-from .presets import PRESETS, get_preset
-from .validation import InputError
+# before torch loads OpenMP: when many kernels share few cores (a hub), idle threads sleep instead
+# of spinning and taking the cores from the kernels that compute (set OMP_WAIT_POLICY to override)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from ._version import __version__  # noqa: E402
+from .api import BaseDetector, NotFittedError  # noqa: E402
+from .detector import AutoencoderDifferenceDetector, OODDetector, ScoreCalibration  # noqa: E402
+from .loop import TrainingDivergedError  # noqa: E402
+from .presets import PRESETS, get_preset  # noqa: E402
+from .validation import InputError  # noqa: E402
 
 _LAZY = {"load_setting": "data", "OODData": "data", "DatasetNotFoundError": "data",
          "CheckpointError": "checkpoints"}

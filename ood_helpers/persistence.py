@@ -23,6 +23,9 @@ DETECTOR_VERSION = 5
 _KEYS = ("config", "in_channels", "run_identity", "autoencoder", "classifier", "rotation_net", "rotation_mean",
          "rotation_precision", "latent_mean", "latent_precision", "calibration", "threshold", "held_out_scores",
          "history", "validation", "n_train", "train_fingerprint")
+_CHANGES = {4: "the classifier also learns that an image of noise or of one colour is out, and our latent term "
+                "is two-sided",
+            5: "the preset holds the method only, and noise and outliers come from one batched implementation"}
 _SWITCHES = ("latent_input", "latent_distance", "noise_augment", "rotation_score")
 
 
@@ -66,8 +69,10 @@ def read_detector_file(path, in_channels: int | None = None, preset=None) -> dic
     payload = load_checkpoint(path, DETECTOR_FORMAT)
     version = payload.get("version")
     if version != DETECTOR_VERSION:
+        why = "".join(f" (since version {since} {change})" for since, change in _CHANGES.items()
+                      if isinstance(version, int) and version < since)
         raise CheckpointError(f"'{path}' is a detector file of version {version!r}; this ood_helpers reads version "
-                              f"{DETECTOR_VERSION}. Fix: delete it and re-run pretrain (python -m ood_helpers "
+                              f"{DETECTOR_VERSION}{why}. Fix: delete it and re-run pretrain (python -m ood_helpers "
                               f"pretrain --out <folder>), or let artifacts.get_detector retrain it.")
     require(payload, _KEYS, path)
     require(payload["config"], _SWITCHES, path, "config")

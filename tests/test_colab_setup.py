@@ -101,7 +101,7 @@ def test_setup_cell_does_nothing_outside_colab(tmp_path, monkeypatch):
 def test_a_failed_clone_says_what_to_do(fake_colab, monkeypatch):
     monkeypatch.setattr(fake_colab, "system", fake_colab.shell_calls.append)  # git clone fails: no folder
     # the cell says so before it imports anything: on Colab ood_helpers exists only in the clone
-    with pytest.raises(AssertionError, match=r"git clone of https://\S+ failed: check the address"):
+    with pytest.raises(AssertionError, match=r"git clone of https://\S+ failed: fix the URL"):
         fake_colab.run_cell(_setup_cell(NOTEBOOKS[0]))
     half = fake_colab.content / "ood-notebooks"
     half.mkdir()  # a clone that stopped half way

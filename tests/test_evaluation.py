@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-import ood_helpers.evaluation as compare
+import ood_helpers.evaluation.compare as compare
 from ood_helpers.__main__ import main
 from ood_helpers.data import OODData
 from ood_helpers.evaluation import noise_robustness, robustness_table

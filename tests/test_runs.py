@@ -21,7 +21,8 @@ import torch
 
 from ood_helpers import CheckpointError, OODData, OODDetector, TrainingDivergedError
 from ood_helpers.detector import CLASSIFIER_ONLY
-from ood_helpers import artifacts, evaluation
+from ood_helpers import artifacts
+from ood_helpers.evaluation import compare as evaluation
 from conftest import TINY, smooth_images
 
 TWO_EPOCHS = dataclasses.replace(TINY, ae_epochs=2, clf_epochs=2, checkpoint_every_epoch=True)

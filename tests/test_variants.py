@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import ood_helpers.detector as detector_module
-import ood_helpers.evaluation as evaluation
+import ood_helpers.networks as networks_module
+import ood_helpers.evaluation.compare as evaluation
 from conftest import TINY, smooth_images, toy_data
 from ood_helpers import CheckpointError, InputError, OODData, OODDetector, artifacts, get_preset
 from ood_helpers import pretrain as pretrain_module
@@ -175,14 +176,14 @@ def test_a_file_of_an_older_version_or_without_the_switch_is_refused(tmp_path):
                                                   r"re-run pretrain"):
             load(tmp_path / "old.pt")
     save_checkpoint(dict(old, version=DETECTOR_VERSION), tmp_path / "edited.pt")
-    with pytest.raises(CheckpointError, match="edited.pt' lacks 'latent_distance'"):
+    with pytest.raises(CheckpointError, match="edited.pt' lacks key 'config.latent_distance'"):
         OODDetector.load(tmp_path / "edited.pt")
 
 
 def test_load_autoencoder_reads_only_the_autoencoder(tmp_path, monkeypatch):
     detector = fitted("paper")
     path = detector.save(tmp_path / "d.pt")
-    monkeypatch.setattr(detector_module, "DifferenceClassifier", _no_classifier)
+    monkeypatch.setattr(networks_module, "DifferenceClassifier", _no_classifier)
     autoencoder = OODDetector.load_autoencoder(path, in_channels=1, preset="quick")
     assert isinstance(autoencoder, AutoEncoder) and not autoencoder.training
     assert weights_equal(autoencoder, detector.autoencoder_)
@@ -221,7 +222,7 @@ def folders(tmp_path, monkeypatch):
 
 def test_get_autoencoder_trains_it_alone_equal_to_the_detectors(folders, monkeypatch, capsys):
     with monkeypatch.context() as patch:
-        patch.setattr(detector_module, "DifferenceClassifier", _no_classifier)
+        patch.setattr(networks_module, "DifferenceClassifier", _no_classifier)
         alone = artifacts.get_autoencoder("mnist-cifar10", TINY, 0, data=_toy(), progress=False)
     assert "trained the autoencoder alone" in capsys.readouterr().out
     assert not (folders / "artifacts").exists(), "the autoencoder alone is not saved"
@@ -235,7 +236,7 @@ def test_get_autoencoder_reads_the_paper_files_autoencoder_shared_folder_first(f
     pretrain(shared, TINY, settings=["cifar10-mnist"], variants=["paper", "paper-no-noise"], progress=False)
     local = artifacts.get_detector("cifar10-mnist", TINY, 0, variant="paper", data=_toy("cifar10-mnist"), progress=False)
     monkeypatch.setenv("OOD_PRETRAINED_DIR", str(shared))
-    monkeypatch.setattr(detector_module, "DifferenceClassifier", _no_classifier)
+    monkeypatch.setattr(networks_module, "DifferenceClassifier", _no_classifier)
     monkeypatch.setattr(artifacts, "fit_autoencoder", lambda *a, **k: pytest.fail("trained although a file matched"))
     capsys.readouterr()
     for noise, variant in ((True, "paper"), (False, "paper-no-noise")):
