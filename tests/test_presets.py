@@ -28,7 +28,7 @@ def test_the_default_is_classroom_even_with_a_gpu(monkeypatch):
 def test_first_code_cell_sets_the_preset_visibly_and_installs_on_colab_only(path):
     cells = json.loads(path.read_text())["cells"]
     first = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
-    assert 'PRESET = "classroom"' in first and '"paper"' in first and "GPU" in first
+    assert 'setdefault("OOD_PRESET", "classroom")' in first and '"paper"' in first and "GPU" in first
     assert 'if "google.colab" in sys.modules' in first          # a no-op everywhere else
     rest = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     assert "get_preset()" not in rest, "use the PRESET chosen in the first cell"
