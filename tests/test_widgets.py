@@ -16,8 +16,8 @@ import torch  # noqa: E402
 
 from ood_helpers import InputError, NotFittedError, OODDetector, get_preset  # noqa: E402
 from ood_helpers.noise import NOISE_FAMILIES  # noqa: E402
-from ood_helpers.teaching.widgets import (NoiseExplorer, describe_state, draw_explorer,  # noqa: E402
-                                          explorer_state, noise_explorer)
+from ood_helpers.teaching.widgets import (EXPLORER_DIFFERENCE_MAX, NoiseExplorer, describe_state,  # noqa: E402
+                                          draw_explorer, explorer_state, noise_explorer)
 
 
 def bar_images(n: int, seed: int) -> torch.Tensor:
@@ -94,8 +94,10 @@ def test_draw_explorer(explorer_setup):
     before = set(plt.get_fignums())
     fig = draw_explorer(state, in_scores, out_scores)
     try:
-        assert len(fig.axes) == 5  # clean, noisy, reconstruction, difference, histograms
-        assert any(line.get_label() == "this image" for line in fig.axes[4].get_lines())
+        assert len(fig.axes) == 6  # clean, noisy, reconstruction, difference, its colour bar, histograms
+        assert any(line.get_label() == "this image" for line in fig.axes[5].get_lines())
+        # the series' colour scale, fixed: the same colour is the same error at every slider position
+        assert fig.axes[3].get_images()[0].get_clim() == (0, EXPLORER_DIFFERENCE_MAX)
     finally:
         plt.close(fig)
     assert set(plt.get_fignums()) == before

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 
 from ..noise import NOISE_FAMILIES, add_noise
-from .plots import _to_hwc, plot_score_histograms
+from .plots import _to_hwc, difference_magnitude, plot_score_histograms
 from ..validation import InputError, as_image_batch, check_choice, check_int
 
 SEVERITY_STEP = 0.05
 FLAG_QUANTILE = 0.95  # an image is "flagged" when it scores above 95% of in-distribution images
+EXPLORER_DIFFERENCE_MAX = 0.5   # top of the explorer's difference colour scale (values above are clipped)
 
 
 def _as_scores(scores, name: str) -> np.ndarray:
@@ -180,15 +181,18 @@ def draw_explorer(state: dict, in_scores, out_scores, in_label: str = "in-distri
     fig = plt.figure(figsize=(8.0, 5.4))
     grid = fig.add_gridspec(2, 4, height_ratios=(1.0, 1.15))
     difference = state["difference"]
-    panels = [("clean input", state["clean"], "gray", 1.0),
-              (f"{state['family']} {state['severity']:.2f}", state["noisy"], "gray", 1.0)]
+    panels = [("clean input", state["clean"]), (f"{state['family']} {state['severity']:.2f}", state["noisy"])]
     if difference is not None:
-        peak = float(difference.max())
-        panels += [("reconstruction", state["reconstruction"], "gray", 1.0),
-                   (f"|difference| (max {peak:.2f})", difference, "magma", max(peak, 1e-6))]
-    for col, (title, picture, cmap, vmax) in enumerate(panels):
+        panels += [("reconstruction", state["reconstruction"]), ("|difference|, mean over channels", None)]
+    for col, (title, picture) in enumerate(panels):
         ax = fig.add_subplot(grid[0, col])
-        ax.imshow(_to_hwc(picture / vmax), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        if picture is not None:
+            ax.imshow(_to_hwc(picture), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        else:   # the series' colour scale, fixed: the same colour is the same error at every slider position
+            magnitude = difference_magnitude(difference.reshape(1, -1, *difference.shape[-2:]))[0]
+            shown = ax.imshow(magnitude.numpy(), cmap="magma", vmin=0, vmax=EXPLORER_DIFFERENCE_MAX,
+                              interpolation="nearest")
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=8)
         ax.set_title(title, fontsize=9)
         ax.set_xticks([]), ax.set_yticks([])
     ax = fig.add_subplot(grid[1, :])
