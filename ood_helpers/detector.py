@@ -336,7 +336,7 @@ class OODDetector(BaseDetector):
 
     def score_components(self, images, batch_size: int = DEFAULT_BATCH_SIZE, _fitted_check: bool = True) -> dict:
         """Every part of the score from one pass, batch by batch: numpy (N,) arrays ``score``,
-        ``classifier`` (the logit), ``difference_l1`` / ``difference_l2`` (mean |difference| and
+        ``classifier`` (the logit), ``difference_l1`` / ``difference_l2`` (mean ``|difference|`` and
         squared difference), ``latent`` and ``rotation`` (ours, when switched on), and ``z``, a
         tensor (N, latent_dim). Raises NotFittedError, InputError."""
         if _fitted_check:

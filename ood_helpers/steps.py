@@ -12,12 +12,12 @@ from .outliers import make_outliers
 
 
 def difference_image(images: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """The difference image |I - D(E(I))| (section 3.2): two (N, C, 32, 32) in [0, 1] -> (N, C, 32, 32)."""
+    """The difference image ``|I - D(E(I))|`` (section 3.2): two (N, C, 32, 32) in [0, 1] -> (N, C, 32, 32)."""
     return (images - reconstruction).abs()
 
 
 def autoencoder_loss(autoencoder, clean: torch.Tensor, noise=None, generator=None) -> torch.Tensor:
-    """Equation 1, one mini-batch: the mean |D(E(noise(I))) - I| (without ``noise``: of I itself).
+    """Equation 1, one mini-batch: the mean ``|D(E(noise(I))) - I|`` (without ``noise``: of I itself).
 
     clean: (B, C, 32, 32) in [0, 1], B >= 2 in train mode. Returns a scalar >= 0.
     Raises RuntimeError (torch's) when the batch does not fit the network.
@@ -45,7 +45,7 @@ def classifier_batch(images: torch.Tensor, index: torch.Tensor, families=None, n
 
 
 def classifier_loss(classifier, autoencoder, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Equation 2: binary cross-entropy of the classifier's logit on |I - D(E(I))|, with
+    """Equation 2: binary cross-entropy of the classifier's logit on ``|I - D(E(I))|``, with
     z = E(I) as its auxiliary input; the autoencoder is frozen. batch (2B, C, 32, 32), labels (2B,).
     Returns a scalar >= 0. Raises RuntimeError (torch's) when the batch does not fit the networks."""
     with torch.no_grad():
