@@ -146,10 +146,8 @@ def fpr_at_tpr(in_scores, out_scores, tpr: float = 0.95) -> float:
 
     Parameters
     ----------
-    in_scores : array-like, shape (N_in,)
-        Scores of in-distribution images.
-    out_scores : array-like, shape (N_out,)
-        Scores of out-of-distribution images.
+    in_scores, out_scores : array-like, shapes (N_in,) and (N_out,)
+        As for :func:`auroc`.
     tpr : float
         Required true-positive rate, in (0, 1] (a fraction, not a percentage).
 
@@ -173,10 +171,8 @@ def roc_points(in_scores, out_scores) -> tuple[np.ndarray, np.ndarray]:
 
     Parameters
     ----------
-    in_scores : array-like, shape (N_in,)
-        Scores of in-distribution images.
-    out_scores : array-like, shape (N_out,)
-        Scores of out-of-distribution images.
+    in_scores, out_scores : array-like, shapes (N_in,) and (N_out,)
+        As for :func:`auroc`.
 
     Returns
     -------
@@ -203,10 +199,8 @@ def bootstrap_auroc_ci(in_scores, out_scores, n_boot: int = 1000, level: float =
 
     Parameters
     ----------
-    in_scores : array-like, shape (N_in,)
-        Scores of in-distribution images.
-    out_scores : array-like, shape (N_out,)
-        Scores of out-of-distribution images.
+    in_scores, out_scores : array-like, shapes (N_in,) and (N_out,)
+        As for :func:`auroc`.
     n_boot : int
         Number of bootstrap resamples, >= 1 (a few hundred or more for a stable interval).
     level : float
@@ -279,10 +273,8 @@ def summarize(in_scores, out_scores) -> dict:
 
     Parameters
     ----------
-    in_scores : array-like, shape (N_in,)
-        Scores of in-distribution images.
-    out_scores : array-like, shape (N_out,)
-        Scores of out-of-distribution images.
+    in_scores, out_scores : array-like, shapes (N_in,) and (N_out,)
+        As for :func:`auroc`.
 
     Returns
     -------

@@ -68,7 +68,7 @@ def difference_magnitude(difference: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     difference : torch.Tensor (N, C, H, W)
-        Difference images, e.g. ``training.difference_image(images, reconstruction)``.
+        Difference images, e.g. ``steps.difference_image(images, reconstruction)``.
 
     Returns
     -------
@@ -687,7 +687,7 @@ def classifier_diagram(highlight=(), latent_input: bool = True, inject_stage: in
     inject_stage : {1, 2, 3, 4}
         The stage after which z is added.
     shapes : dict of str -> str or None
-        Text under a part, e.g. ``{"stage2": "(32, 4, 4)"}`` from ``models.layer_table``.
+        Text under a part, e.g. ``{"stage2": "(32, 4, 4)"}`` from ``networks.layer_table``.
     ax : matplotlib Axes or None
     title : str or None
 
