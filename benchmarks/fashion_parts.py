@@ -11,7 +11,10 @@ mean difference image, and the combined score), beside PCA reconstruction:
   here is chosen on it.
 
 It also saves the validation images each part flags most (its false alarms) and the test outliers
-it misses most, as PNG grids.
+it misses most, as PNG grids, and ranks candidate scores (sums of parts, each standardised on the
+validation images) by their mean AUROC over the synthetic families: the only ranking a choice could
+use. Two candidate parts are not in the detector: the distance of the normalised z to its k-th
+nearest training latent (k = 1, 10; Sun et al. 2022, ICML) and the mean squared difference.
 
     OOD_DATA_DIR=../shared/data python benchmarks/fashion_parts.py --setting fmnist-mnist --preset quick \\
         --seed 0 --out results/fashion-parts/fmnist-mnist-quick
@@ -19,6 +22,7 @@ it misses most, as PNG grids.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -34,15 +38,52 @@ from ood_helpers.artifacts import get_data, get_detector  # noqa: E402
 from ood_helpers.baselines import make_detector  # noqa: E402
 from ood_helpers.data import SETTINGS, load_images, to_geometry  # noqa: E402
 from ood_helpers.evaluation.far_ood import far_ood_suite  # noqa: E402
-from ood_helpers.outliers import families_for, make_outliers  # noqa: E402
+from ood_helpers.detector import OODDetector  # noqa: E402
+from ood_helpers.outliers import check_families, families_for, make_outliers  # noqa: E402
 from ood_helpers.presets import get_preset  # noqa: E402
 from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
 
 VALIDATION_SEED = 20261205
 PARTS = ("classifier", "latent", "latent_two_sided", "difference_l1", "score")
+CANDIDATES = ("classifier", "latent", "latent_two_sided", "difference_l1", "difference_l2", "knn1", "knn10")
 PART_LABELS = {"classifier": "classifier logit (the paper's method's score)", "latent": "latent distance (ours)",
                "latent_two_sided": "latent term as in the score, |d - mean| / std (ours)",
-               "difference_l1": "mean difference image", "score": "ours: combined score", "pca": "PCA reconstruction"}
+               "difference_l1": "mean difference image", "score": "ours: combined score", "pca": "PCA reconstruction",
+               "difference_l2": "mean squared difference", "knn1": "z: 1st-neighbour distance",
+               "knn10": "z: 10th-neighbour distance"}
+
+
+SHORT = {"classifier": "classifier", "latent": "latent Mahalanobis", "latent_two_sided": "latent two-sided",
+         "difference_l1": "mean |difference|", "difference_l2": "mean difference²", "knn1": "z 1-NN", "knn10": "z 10-NN"}
+
+
+def knn_distance(z: torch.Tensor, bank: torch.Tensor, k: int) -> np.ndarray:
+    """Distance of each normalised z (N, D) to its k-th nearest normalised training latent (Sun et al. 2022)."""
+    z, bank = torch.nn.functional.normalize(z.float(), dim=1), torch.nn.functional.normalize(bank.float(), dim=1)
+    return torch.cat([torch.cdist(part, bank).topk(k, largest=False).values[:, -1] for part in z.split(500)]).numpy()
+
+
+def candidate_table(scores: dict, families: list, far: list) -> list:
+    """Every sum of the classifier and up to two other candidate parts (and each part alone), each part
+    standardised on the validation images: [name, mean / min family AUROC, min far-OOD AUROC, test AUROC],
+    best mean family AUROC first."""
+    reference = scores["validation (in)"]
+    stats = {part: (reference[part].mean(), reference[part].std()) for part in CANDIDATES}
+
+    def total(parts, name):
+        return sum((scores[name][part] - stats[part][0]) / stats[part][1] for part in parts)
+
+    combos = [(part,) for part in CANDIDATES] + [("classifier",) + rest for r in (1, 2)
+                                                  for rest in itertools.combinations(CANDIDATES[1:], r)
+                                                  if not {"latent", "latent_two_sided"} <= set(rest)]
+    rows = []
+    for parts in combos:
+        valid = total(parts, "validation (in)")
+        family = [metrics.auroc(valid, total(parts, name)) for name in families]
+        far_ood = [metrics.auroc(valid, total(parts, name)) for name in far]
+        rows.append([" + ".join(SHORT[p] for p in parts), float(np.mean(family)), min(family), min(far_ood),
+                     metrics.auroc(total(parts, "test in"), total(parts, "test out"))])
+    return sorted(rows, key=lambda row: -row[1])
 
 
 def validation_images(setting: str, preset, seed: int, n: int) -> torch.Tensor:
@@ -80,6 +121,8 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=2000, help="validation images (and images per family)")
+    parser.add_argument("--held-out-families", nargs="+", default=None, metavar="FAMILY",
+                        help="train ours here without these outlier families and rank the candidates on them only")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -87,8 +130,14 @@ def main(argv=None) -> int:
     start = time.perf_counter()
 
     data = get_data(args.setting, args.preset, args.seed)
-    ours = get_detector(args.setting, args.preset, args.seed, variant="ours", data=data, progress=False,
-                        verbose=False)
+    held_out = check_families(args.held_out_families, data.channels) if args.held_out_families else ()
+    if held_out:   # the classifier never sees these kinds of outlier: the ranking on them is out of sample
+        training = [family for family in families_for(data.channels) if family not in held_out]
+        ours = OODDetector(data.channels, args.preset, args.seed, outlier_families=training, progress=False)
+        ours.fit(data.in_train)
+    else:
+        ours = get_detector(args.setting, args.preset, args.seed, variant="ours", data=data, progress=False,
+                            verbose=False)
     pca = make_detector("pca", data.channels, preset=args.preset, seed=args.seed, progress=False).fit(data.in_train)
     valid = validation_images(args.setting, args.preset, args.seed, args.n)
     generator = torch.Generator().manual_seed(VALIDATION_SEED + 1)
@@ -99,13 +148,19 @@ def main(argv=None) -> int:
         sets[f"far-OOD: {name}"] = images
     sets["test in"], sets["test out"] = data.in_test, data.out_test
 
+    bank = ours.score_components(data.in_train)["z"]
     scores = {}
     for name, images in sets.items():
         parts = ours.score_components(images)
         calibration = ours.calibration_
         parts["latent_two_sided"] = np.abs(parts["latent"] - calibration.latent_mean) / calibration.latent_std
-        scores[name] = {part: parts[part] for part in PARTS}
+        scores[name] = {part: parts[part] for part in PARTS + ("difference_l2",)}
+        for k in (1, 10):
+            scores[name][f"knn{k}"] = knn_distance(parts["z"], bank, k)
         scores[name]["pca"] = pca.decision_function(images)
+    families = [name for name in sets if name.startswith("family: ") and (not held_out or name[8:] in held_out)]
+    far = [name for name in sets if name.startswith("far-OOD: ")]
+    ranking = candidate_table(scores, families, far)
     columns = PARTS + ("pca",)
     rows, table = [], {}
     for name in sets:
@@ -126,7 +181,8 @@ def main(argv=None) -> int:
             figures.append(path.name)
 
     command = ("OOD_DATA_DIR=../shared/data python benchmarks/fashion_parts.py " +
-               " ".join(f"--{k} {v}" for k, v in vars(args).items()))
+               " ".join(f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
+                        for k, v in vars(args).items() if v is not None))
     header = ["AUROC: in vs out"] + [PART_LABELS[p] for p in columns]
     markdown = [f"# Parts of ours on {args.setting}, preset {args.preset}, seed {args.seed}", "",
                 "Made with:", "", "```bash", command, "```", "",
@@ -134,10 +190,19 @@ def main(argv=None) -> int:
                 f"synthetic family made from them (ood_helpers.outliers), the far-OOD sets "
                 f"(ood_helpers.evaluation.far_ood). The last row is the test pair, for diagnosis only: no choice is made "
                 f"on it. Wall time {time.perf_counter() - start:.0f} s.", "",
-                markdown_table(header, rows), ""]
+                markdown_table(header, rows), "",
+                "## Candidate scores, ranked by the validation families", "",
+                "Each part standardised on the validation images, then summed. Ranked by the mean AUROC of "
+                "validation images against " + (f"the families the classifier never saw ({', '.join(held_out)}); "
+                                                 if held_out else "each synthetic family; ") +
+                "the test column is shown for diagnosis and chooses nothing." + (
+                    "" if held_out else " The classifier was trained on these same families (other images), so "
+                    "its family AUROCs are in-sample for the kind of outlier, and a ranking on them favours it."), "",
+                markdown_table(["score", "mean family AUROC", "min family AUROC", "min far-OOD AUROC",
+                                "test AUROC (diagnosis only)"], ranking), ""]
     markdown += [f"![{name}]({name})" for name in figures]
     (out / "results.md").write_text("\n".join(markdown) + "\n")
-    (out / "results.json").write_text(json.dumps({"command": command, "auroc": table}, indent=1))
+    (out / "results.json").write_text(json.dumps({"command": command, "auroc": table, "candidates": ranking}, indent=1))
     print("\n".join(markdown[:-len(figures)]))
     return 0
 

@@ -103,7 +103,7 @@ def test_pretrain_out_is_what_the_shared_folder_reads_read_only(toy, monkeypatch
     shared = toy / "pretrained"
     records = pretrain(shared, TINY, progress=False)
     assert [(r["setting"], r["variant"], r["action"]) for r in records] == [
-        (s, v, "trained") for s in ("mnist-cifar10", "cifar10-mnist")
+        (s, v, "trained") for s in ("mnist-cifar10", "cifar10-mnist", "fmnist-mnist")
         for v in ("paper-no-aux", "paper", "paper-no-noise", "ours")] + [
         (s, v, "trained") for s in ("mnist-near", "cifar10-near") for v in ("paper", "ours", "ours-rotation")]
     assert not list(shared.rglob("train_state*")), "finished detectors keep no training state"
@@ -119,7 +119,7 @@ def test_pretrain_out_is_what_the_shared_folder_reads_read_only(toy, monkeypatch
         assert detector.get_params() | VARIANTS[variant].flags == detector.get_params()
         assert detector.decision_function(_toy_data(setting).in_test).shape == (20,)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 14 and all(line.startswith("loaded $OOD_PRETRAINED_DIR/quick/") for line in out), out
+    assert len(out) == 18 and all(line.startswith("loaded $OOD_PRETRAINED_DIR/quick/") for line in out), out
     assert f"loaded $OOD_PRETRAINED_DIR/{FILE} (pretrained, read-only)" in out
     assert _snapshot(shared) == before
     assert not (toy / "artifacts").exists(), "nothing is written to the per-user folder either"
@@ -267,7 +267,7 @@ def test_pretrain_validates_out_before_loading_or_training(make_bad, tmp_path, m
 
 
 def test_plan_is_what_the_notebooks_use_and_names_bad_choices():
-    assert plan() == [(s, 0, v) for s in ("mnist-cifar10", "cifar10-mnist")
+    assert plan() == [(s, 0, v) for s in ("mnist-cifar10", "cifar10-mnist", "fmnist-mnist")
                       for v in ("paper-no-aux", "paper", "paper-no-noise", "ours")]
     assert notebook_plan() == plan() + [(s, 0, v) for s in ("mnist-near", "cifar10-near") for v in ("paper", "ours", "ours-rotation")]
     with pytest.raises(Exception, match="variants"):
