@@ -87,3 +87,34 @@ def test_write_report_writes_both_files_together(tmp_path):
     assert (out / "cost.md").read_text() == "# table\n" and sorted(p.name for p in out.iterdir()) == ["cost.json", "cost.md"]
     write_report(out, "cost", {"rows": []}, "# again\n")   # a second run replaces the folder whole
     assert json.loads((out / "cost.json").read_text()) == {"rows": []}
+
+
+def test_fashion_parts_ranks_candidate_scores_by_the_validation_families_only():
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    spec = importlib.util.spec_from_file_location("fashion_parts", ROOT / "benchmarks" / "fashion_parts.py")
+    parts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parts)
+    bank = torch.randn(50, 8, generator=torch.Generator().manual_seed(0)) * 0.3 + 3 * torch.eye(8)[0]   # one cluster
+    # a training latent is its own nearest neighbour; a scaled copy is at distance 0 once normalised
+    assert np.allclose(parts.knn_distance(torch.cat([bank[:3], 2 * bank[3:5]]), bank, 1), 0, atol=1e-3)
+    assert (parts.knn_distance(-bank[:5], bank, 10) > 1 + parts.knn_distance(bank[:5], bank, 10)).all()
+    rng = np.random.default_rng(0)
+
+    def scored(shift: float, test_shift: float = 0.0) -> dict:
+        # the classifier separates the family; z's 10-NN distance separates only the test pair
+        values = {part: rng.normal(size=200) for part in parts.CANDIDATES}
+        values["classifier"] += shift
+        values["knn10"] += test_shift
+        return values
+
+    scores = {"validation (in)": scored(0), "family: a": scored(3), "far-OOD: noise": scored(4),
+              "test in": scored(0), "test out": scored(0, test_shift=3)}
+    ranking = parts.candidate_table(scores, ["family: a"], ["far-OOD: noise"])
+    assert ranking[0][0] == "classifier" and ranking[0][1] > 0.95   # chosen on the family, not the test
+    by_name = {row[0]: row for row in ranking}
+    assert by_name["z 10-NN"][4] > 0.95 > by_name["classifier"][4]   # the test column only reports
+    assert len(ranking) == len(set(by_name)) and "latent Mahalanobis + latent two-sided" not in " ".join(by_name)
