@@ -22,7 +22,7 @@ from ._version import __version__
 from .api import DEFAULT_BATCH_SIZE, BaseDetector, fingerprint, seeded, split_held_out
 from .networks import AutoEncoder, new_autoencoder, new_classifier
 from .noise import NoiseAugment
-from .ours import RotationNet, fit_density, mahalanobis, rotation_loss
+from .ours import RotationNet, fit_density, latent_bank, mahalanobis, nearest_latent_distance, rotation_loss
 from .outliers import apply_family, check_families, families_for
 from .presets import Preset, get_preset
 from .steps import autoencoder_loss, classifier_batch, classifier_loss, difference_image
@@ -35,27 +35,30 @@ __all__ = ["OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "
 
 _SWITCH_HINTS = {"latent_input": "True injects z into the classifier (the paper's auxiliary input)",
                  "latent_distance": "True adds our latent-distance term to the score, False gives the paper's score",
+                 "difference_term": "True adds our standardised mean difference to the score",
                  "noise_augment": "True trains with the paper's noise-addition augmentation",
                  "rotation_score": "True adds our rotation-prediction score (semantic novelty, notebook 08)"}
 # the parameters that shape only the classifier stage and the score, never the autoencoder
-CLASSIFIER_ONLY = ("latent_input", "latent_distance", "rotation_score", "inject_stage", "outlier_families",
-                   "threshold_quantile")
+CLASSIFIER_ONLY = ("latent_input", "latent_distance", "difference_term", "rotation_score", "inject_stage",
+                   "outlier_families", "threshold_quantile")
 
 
 @dataclass(frozen=True)
 class ScoreCalibration:
     """Held-out mean and standard deviation (> 0) of each part of the score; a part the detector
-    does not have (the latent distance of the paper's method, the rotation score) is None."""
+    does not have (our terms, in the paper's method) is None."""
 
     classifier_mean: float = 0.0
     classifier_std: float = 1.0
-    latent_mean: float | None = 0.0
-    latent_std: float | None = 1.0
+    latent_mean: float | None = None
+    latent_std: float | None = None
     rotation_mean: float | None = None
     rotation_std: float | None = None
+    difference_mean: float | None = None
+    difference_std: float | None = None
 
     def as_dict(self) -> dict:
-        """The six numbers by name."""
+        """The eight numbers by name."""
         return asdict(self)
 
 
@@ -91,7 +94,8 @@ def train_autoencoder_stage(images: torch.Tensor, in_channels: int, preset: Pres
 def fit_autoencoder(images, in_channels=None, preset=None, seed: int = 0, noise_augment: bool = True,
                     held_out_fraction: float = 0.1, device=None, progress: bool = True) -> AutoEncoder:
     """Only the autoencoder that :meth:`OODDetector.fit` trains on ``images`` (same split and random
-    stream, so the same network for every ``latent_input`` / ``latent_distance``), without a classifier.
+    stream, so the same network for every ``latent_input`` / ``latent_distance`` / ``difference_term``),
+    without a classifier.
 
     images: (N, C, 32, 32) in-distribution training images, N >= 20.
     Raises InputError for bad images or arguments, TrainingDivergedError for a non-finite loss.
@@ -122,7 +126,7 @@ def autoencoder_identity(identity: dict) -> dict:
 
 class OODDetector(BaseDetector):
     r"""The paper's detector: autoencoder + difference-image classifier with z as auxiliary input,
-    plus, behind their own switches, our latent distance and rotation score.
+    plus, behind their own switches, our latent distance, difference term and rotation score.
 
     :mod:`ood_helpers.variants` names the combinations (``paper``, ``paper-no-aux``,
     ``paper-no-noise``, ``ours``, ...); the defaults are ``ours``.
@@ -133,7 +137,8 @@ class OODDetector(BaseDetector):
     preset : "quick", "classroom", "paper", a Preset, or None (``$OOD_PRESET``, else classroom)
     seed : int in [0, 2**32 - 1]; same seed, preset and machine give the same scores
     latent_input : bool, the paper's auxiliary input z (False: Table 3 "w/o auxiliary input")
-    latent_distance : bool, ours: add the two-sided Mahalanobis distance of z to the score
+    latent_distance : bool, ours: add the distance of z to its nearest training latent to the score
+    difference_term : bool, ours: add the mean ``|x - D(E(x))|`` (the autoencoder's own score)
     noise_augment : bool, the paper's noise augmentation (False: Table 3 "w/o data augmentation")
     rotation_score : bool, ours: add the rotation network's feature distance (notebook 08)
     inject_stage : {1, 2, 3, 4}, the classifier stage after which z enters
@@ -147,19 +152,21 @@ class OODDetector(BaseDetector):
     .. math::
 
         s(x) = \frac{c(|x - D(z)|, z) - \mu_c}{\sigma_c}
-               + \underbrace{\frac{\left|(z - \mu_z)^\top \Sigma_z^{-1} (z - \mu_z) - \mu_m\right|}{\sigma_m}}_{\text{ours, only with latent\_distance}}
+               + \underbrace{\frac{\min_j \lVert \hat z - \hat z_j \rVert - \mu_n}{\sigma_n}}_{\text{ours: latent\_distance}}
+               + \underbrace{\frac{\overline{|x - D(z)|} - \mu_d}{\sigma_d}}_{\text{ours: difference\_term}}
 
-    with :math:`c` the classifier's logit, :math:`\mu_z, \Sigma_z` the mean and Ledoit-Wolf covariance
-    of training latents, and :math:`\mu_c, \sigma_c, \mu_m, \sigma_m` those of held-out images. Without
-    ``latent_distance`` the score is a monotone function of the paper's classifier output.
+    with :math:`c` the classifier's logit, :math:`\hat z = z / \lVert z \rVert`, :math:`\hat z_j` the
+    unit-length latents of the classifier's training images, :math:`\overline{|\cdot|}` the mean over
+    pixels, and each :math:`\mu, \sigma` the mean and standard deviation on held-out images. With
+    neither of our terms the score is a monotone function of the paper's classifier output.
     """
 
     name = "ours"
 
     def __init__(self, in_channels=None, preset=None, seed=0, latent_input=True, latent_distance=True,
-                 noise_augment=True, rotation_score=False, inject_stage=2, outlier_families=None,
-                 threshold_quantile=0.95, held_out_fraction=0.1, device=None, precision="auto",
-                 compile_step="auto", progress=True):
+                 noise_augment=True, rotation_score=False, difference_term=True, inject_stage=2,
+                 outlier_families=None, threshold_quantile=0.95, held_out_fraction=0.1, device=None,
+                 precision="auto", compile_step="auto", progress=True):
         self.in_channels = in_channels
         self.preset = preset
         self.seed = seed
@@ -167,6 +174,7 @@ class OODDetector(BaseDetector):
         self.latent_distance = latent_distance
         self.noise_augment = noise_augment
         self.rotation_score = rotation_score
+        self.difference_term = difference_term
         self.inject_stage = inject_stage
         self.outlier_families = outlier_families
         self.threshold_quantile = threshold_quantile
@@ -232,7 +240,7 @@ class OODDetector(BaseDetector):
                         hooks=[runtime.EpochCallback(on_epoch_end, seconds.setdefault(name, []))])
 
         start = time.perf_counter()
-        # stage 1: E and D (the same for every latent_input / latent_distance)
+        # stage 1: E and D (the same for every latent_input / latent_distance / difference_term)
         ae_identity = autoencoder_identity(self.run_identity_)
         self.autoencoder_, ae_loss = train_autoencoder_stage(ae_part, self.in_channels_, preset, generator, options,
                                                              self.noise_augment, **stage("autoencoder", ae_identity))
@@ -252,11 +260,11 @@ class OODDetector(BaseDetector):
                                        schedule=preset.schedule(preset.clf_epochs), options=options,
                                        name="classifier", frozen=(self.autoencoder_,),
                                        **stage("classifier", self.run_identity_))
-        # ours, only with latent_distance: the density of z
-        self.latent_mean_ = self.latent_precision_ = None
+        # ours, only with latent_distance: the latents of the classifier's training images
+        self.latent_bank_ = None
         if self.latent_distance:
-            self.latent_mean_, self.latent_precision_ = fit_density(self.autoencoder_.eval().encoder,
-                                                                    clf_part.to(self.device_))
+            self.latent_bank_ = latent_bank(self.autoencoder_.eval().encoder, clf_part.to(self.device_),
+                                            generator=generator)
         # ours, only with rotation_score: the rotation network, on every training image
         self.rotation_net_ = self.rotation_mean_ = self.rotation_precision_ = rotation_ce = None
         if self.rotation_score:
@@ -284,8 +292,7 @@ class OODDetector(BaseDetector):
 
     def _calibrate(self, held_out: torch.Tensor):
         """Standardise each part of the score on the held-out images."""
-        self.calibration_ = ScoreCalibration(rotation_mean=0.0 if self.rotation_score else None,
-                                             rotation_std=1.0 if self.rotation_score else None)
+        self.calibration_ = ScoreCalibration(*(0.0, 1.0) * 4)   # every part, unscaled, to measure them
         held = self.score_components(held_out, _fitted_check=False)
 
         def mean_std(key):
@@ -299,7 +306,8 @@ class OODDetector(BaseDetector):
 
         self.calibration_ = ScoreCalibration(*mean_std("classifier"),
                                              *(mean_std("latent") if self.latent_distance else (None, None)),
-                                             *(mean_std("rotation") if self.rotation_score else (None, None)))
+                                             *(mean_std("rotation") if self.rotation_score else (None, None)),
+                                             *(mean_std("difference_l1") if self.difference_term else (None, None)))
         keys = ("classifier",) + ("latent",) * bool(self.latent_distance) + ("rotation",) * bool(
             self.rotation_score) + ("difference_l1",)
         self.held_out_scores_ = {"score": self._combine(held), **{key: held[key] for key in keys}}
@@ -313,22 +321,29 @@ class OODDetector(BaseDetector):
         reconstruction, z = self.autoencoder_(batch)
         difference = difference_image(batch, reconstruction)
         parts = {"reconstruction": reconstruction.float().cpu(), "difference": difference.float().cpu(),
-                 "z": z.float().cpu(), "classifier": self.classifier_(difference, z).float().cpu()}
+                 "z": z.float().cpu(), "classifier": self.classifier_(difference, z).float().cpu(),
+                 "difference_l1": difference.float().mean(dim=(1, 2, 3)).cpu()}
         if self.params_["latent_distance"]:
-            parts["latent"] = mahalanobis(z, self.latent_mean_, self.latent_precision_)
+            parts["latent"] = nearest_latent_distance(z, self.latent_bank_)
         if self.params_["rotation_score"]:
             features = self.rotation_net_.eval().trunk(batch)
             parts["rotation"] = mahalanobis(features, self.rotation_mean_, self.rotation_precision_)
         return parts
 
     def _combine(self, parts: dict) -> np.ndarray:
-        """The score: the standardised logit (the paper's), plus our terms where switched on."""
+        """The score: the standardised logit (the paper's), plus our standardised terms where switched on."""
         c = self.calibration_
-        score = (np.asarray(parts["classifier"], np.float64) - c.classifier_mean) / c.classifier_std
-        if self.params_["latent_distance"]:   # two-sided: atypically close to the mean of z counts too
-            score = score + np.abs(np.asarray(parts["latent"], np.float64) - c.latent_mean) / c.latent_std
+
+        def standardised(key, mean, std):
+            return (np.asarray(parts[key], np.float64) - mean) / std
+
+        score = standardised("classifier", c.classifier_mean, c.classifier_std)
+        if self.params_["latent_distance"]:
+            score = score + standardised("latent", c.latent_mean, c.latent_std)
+        if self.params_["difference_term"]:
+            score = score + standardised("difference_l1", c.difference_mean, c.difference_std)
         if self.params_["rotation_score"]:
-            score = score + (np.asarray(parts["rotation"], np.float64) - c.rotation_mean) / c.rotation_std
+            score = score + standardised("rotation", c.rotation_mean, c.rotation_std)
         return score
 
     def _decision_batch(self, batch):
@@ -347,9 +362,7 @@ class OODDetector(BaseDetector):
         pieces = {key: [] for key in keys}
         for batch in iter_image_batches(images, self.in_channels_, "images", batch_size):
             parts = self._parts(batch)
-            difference = parts.pop("difference")
-            parts["difference_l1"] = difference.mean(dim=(1, 2, 3))
-            parts["difference_l2"] = difference.pow(2).mean(dim=(1, 2, 3))
+            parts["difference_l2"] = parts.pop("difference").pow(2).mean(dim=(1, 2, 3))
             for key in keys:
                 pieces[key].append(parts[key])
         out = {key: torch.cat(value).double().numpy() for key, value in pieces.items() if key != "z"}
@@ -391,10 +404,7 @@ class OODDetector(BaseDetector):
             self.rotation_net_.to(device).eval()
             self.rotation_mean_ = state["rotation_mean"].float()
             self.rotation_precision_ = state["rotation_precision"].float()
-        self.latent_mean_ = self.latent_precision_ = None
-        if self.latent_distance:
-            self.latent_mean_ = state["latent_mean"].float()
-            self.latent_precision_ = state["latent_precision"].float()
+        self.latent_bank_ = state["latent_bank"].float() if self.latent_distance else None
         self.calibration_ = ScoreCalibration(**state["calibration"])
         self.threshold_ = float(state["threshold"])
         self.held_out_scores_ = {key: value.numpy() for key, value in state["held_out_scores"].items()}

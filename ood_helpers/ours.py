@@ -1,8 +1,12 @@
-"""Ours, not the paper's: the latent distance and the rotation score that :class:`~ood_helpers.OODDetector`
-adds to the paper's classifier logit (switches ``latent_distance`` and ``rotation_score``).
+"""Ours, not the paper's: the terms that :class:`~ood_helpers.OODDetector` adds to the paper's
+classifier logit (switches ``latent_distance``, ``difference_term`` and ``rotation_score``).
 
-- The latent distance: the Ledoit-Wolf Mahalanobis distance of z = E(x), two-sided (a distance
-  atypically *small* counts too: the typicality test of Nalisnick et al. 2019).
+- The latent distance: how far the unit-length z = E(x) is from the nearest unit-length latent
+  of a training image (deep nearest neighbours, Sun et al. 2022, with k = 1).
+- The difference term: the mean of the difference image, the autoencoder's own score; it lives
+  in :mod:`ood_helpers.steps` and the detector only standardises it.
+- Both were chosen over the two-sided Mahalanobis distance of z (earlier versions) on validation
+  images against outlier families the classifier never saw (``benchmarks/fashion_parts.py``).
 - The rotation score: a network that predicts by how many quarter turns an image was rotated
   (Gidaris et al. 2018); the Mahalanobis distance of its features scores semantic novelty (SSD,
   Sehwag et al. 2021; Hendrycks et al. 2019 use its loss).
@@ -18,6 +22,24 @@ from .validation import check_int
 
 ROTATIONS = (0, 90, 180, 270)   # degrees, counter-clockwise; label k means k quarter turns
 ROTATION_MAX_SHIFT = 2          # pixels: the random translation of rotation training
+LATENT_BANK_SIZE = 10_000       # training latents the latent distance keeps (a seeded draw beyond that)
+
+
+@torch.no_grad()
+def latent_bank(encoder, images: torch.Tensor, batch_size: int = 256, size: int = LATENT_BANK_SIZE,
+                generator=None) -> torch.Tensor:
+    """Unit-length latents (M, D) on the CPU of ``images`` (N, C, 32, 32), M = min(N, ``size``):
+    the training latents that :func:`nearest_latent_distance` compares with."""
+    if len(images) > size:
+        images = images[torch.randperm(len(images), generator=generator, device=images.device)[:size]]
+    return torch.cat([F.normalize(encoder(batch).float(), dim=1).cpu() for batch in images.split(batch_size)])
+
+
+def nearest_latent_distance(z: torch.Tensor, bank: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Euclidean distance (N,) from each unit-length z (N, D) to its nearest row of ``bank`` (M, D)
+    (Sun et al. 2022, k = 1); between 0 and 2. Memory grows with ``batch_size`` x M."""
+    z = F.normalize(z.float().cpu(), dim=1)
+    return torch.cat([torch.cdist(part, bank).min(dim=1).values for part in z.split(batch_size)])
 
 
 @torch.no_grad()

@@ -19,14 +19,16 @@ from .validation import InputError, float32_default
 
 DETECTOR_FORMAT = "ood_helpers.detector"
 # 5: the preset no longer holds how a run executes (fast_path, precision, compile_step: ood_helpers.runtime)
-DETECTOR_VERSION = 5
+# 6: our latent distance is the nearest training latent's, and our difference term is a switch
+DETECTOR_VERSION = 6
 _KEYS = ("config", "in_channels", "run_identity", "autoencoder", "classifier", "rotation_net", "rotation_mean",
-         "rotation_precision", "latent_mean", "latent_precision", "calibration", "threshold", "held_out_scores",
+         "rotation_precision", "latent_bank", "calibration", "threshold", "held_out_scores",
          "history", "validation", "n_train", "train_fingerprint")
 _CHANGES = {4: "the classifier also learns that an image of noise or of one colour is out, and our latent term "
                 "is two-sided",
-            5: "the preset holds the method only, and noise and outliers come from one batched implementation"}
-_SWITCHES = ("latent_input", "latent_distance", "noise_augment", "rotation_score")
+            5: "the preset holds the method only, and noise and outliers come from one batched implementation",
+            6: "our latent distance is to the nearest training latent, and our difference term is a switch"}
+_SWITCHES = ("latent_input", "latent_distance", "noise_augment", "rotation_score", "difference_term")
 
 
 def save_detector(detector, path) -> Path:
@@ -41,8 +43,8 @@ def save_detector(detector, path) -> Path:
         "in_channels": detector.in_channels_, "run_identity": detector.run_identity_,
         "autoencoder": detector.autoencoder_.state_dict(), "classifier": detector.classifier_.state_dict(),
         "rotation_net": rotation, "rotation_mean": detector.rotation_mean_,
-        "rotation_precision": detector.rotation_precision_, "latent_mean": detector.latent_mean_,
-        "latent_precision": detector.latent_precision_, "calibration": detector.calibration_.as_dict(),
+        "rotation_precision": detector.rotation_precision_, "latent_bank": detector.latent_bank_,
+        "calibration": detector.calibration_.as_dict(),
         "threshold": detector.threshold_, "held_out_scores": held, "history": detector.history_,
         "validation": detector.validation_, "n_train": detector.n_train_,
         "train_fingerprint": detector.train_fingerprint_}, path)

@@ -93,7 +93,7 @@ def test_parameters_changed_after_fit(fitted_with, tmp_path):
     assert np.array_equal(loaded.decision_function(TEST), scores)
     detector.fit(IMAGES)                                                 # now they take effect
     assert detector.params_["latent_distance"] is (not fitted_with) and detector.params_["seed"] == 5
-    assert (detector.latent_mean_ is None) is fitted_with
+    assert (detector.latent_bank_ is None) is fitted_with
     assert not np.array_equal(detector.decision_function(TEST), scores)
 
 

@@ -167,9 +167,9 @@ def test_a_file_with_a_newer_preset_field_is_a_checkpoint_error(fitted_detector,
     checkpoints.save_checkpoint(payload, tmp_path / "newer.pt")
     with pytest.raises(CheckpointError, match="newer.pt.*mixed_precision"):
         OODDetector.load(tmp_path / "newer.pt")
-    del payload["latent_precision"]
+    del payload["latent_bank"]
     checkpoints.save_checkpoint(payload, tmp_path / "incomplete.pt")
-    with pytest.raises(CheckpointError, match="incomplete.pt.*latent_precision"):
+    with pytest.raises(CheckpointError, match="incomplete.pt.*latent_bank"):
         OODDetector.load(tmp_path / "incomplete.pt")
 
 

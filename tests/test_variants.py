@@ -1,7 +1,7 @@
 """Issue 13: the paper's method stands apart from ours.
 
-The switches are independent (latent_input = the paper's z injection, latent_distance = our
-Mahalanobis term), the named variants are defined once, detector files carry the new switch and
+The switches are independent (latent_input = the paper's z injection, latent_distance and
+difference_term = our terms), the named variants are defined once, detector files carry the new switch and
 older ones are refused, the autoencoder is shared by the variants and can be had alone, the
 standard path's step functions are what the loop runs, and ``ablation`` writes the paper's Table 3
 like for like beside what our additions add.
@@ -61,8 +61,8 @@ def test_the_variants_table_is_what_the_issue_asks_for():
         "paper": (True, False, True, "paper", "paper's method (Fig. 2, our reimplementation)"),
         "paper-no-aux": (False, False, True, "paper", "paper w/o auxiliary input (Table 3)"),
         "paper-no-noise": (True, False, False, "paper", "paper w/o noise augmentation (Table 3)"),
-        "ours": (True, True, True, "ours", "ours: paper + latent distance"),
-        "ours-distance-only": (False, True, True, "ours", "ours: latent distance instead of z injection"),
+        "ours": (True, True, True, "ours", "ours: paper + latent distance + difference"),
+        "ours-distance-only": (False, True, True, "ours", "ours: our terms instead of z injection"),
         "ours-rotation": (True, True, True, "ours", "ours + rotation score (semantic)"),
     }
     assert list(VARIANTS) == list(expected)
@@ -71,7 +71,7 @@ def test_the_variants_table_is_what_the_issue_asks_for():
         variant = VARIANTS[key]
         assert variant.key == key and variant.label == label and variant.origin == origin
         assert variant.flags == dict(latent_input=latent_input, latent_distance=latent_distance, noise_augment=noise,
-                                     rotation_score=key == "ours-rotation")
+                                     rotation_score=key == "ours-rotation", difference_term=origin == "ours")
         assert variant.origin_label == {"paper": "paper's method", "ours": "ours"}[origin]
         detector = build_detector(key, 1, TINY, seed=3, progress=False)
         assert variant_of(detector) == key and detector.seed == 3
@@ -86,6 +86,7 @@ def test_the_variants_table_is_what_the_issue_asks_for():
     assert NOTEBOOK_VARIANTS == ("paper-no-aux", "paper", "paper-no-noise", "ours")
     assert evaluation.COMPARE_VARIANTS == ("paper", "ours", "ours-rotation")
     assert variant_of(OODDetector(latent_input=False, latent_distance=False, noise_augment=False)) is None
+    assert variant_of(OODDetector(difference_term=False)) is None   # ours without the difference term: unnamed
     # one table: the old definitions are gone
     for module, name in ((artifacts, "VARIANTS"), (artifacts, "variant_name"), (evaluation, "OURS")):
         assert not hasattr(module, name), f"{module.__name__}.{name} still defined"
@@ -113,8 +114,8 @@ def test_without_latent_distance_the_score_is_exactly_the_standardised_logit():
     np.testing.assert_array_equal(parts["score"], _standardised_logit(paper, parts))
     np.testing.assert_array_equal(paper.decision_function(PROBE), parts["score"])
     assert "latent" not in parts and set(paper.held_out_scores_) == {"score", "classifier", "difference_l1"}
-    assert paper.latent_mean_ is None and paper.latent_precision_ is None
-    assert paper.calibration_.latent_mean is None and paper.calibration_.latent_std is None
+    assert paper.latent_bank_ is None
+    assert paper.calibration_.latent_mean is None and paper.calibration_.difference_std is None
     assert paper.classifier_.trunk.inject_stage == 2 and hasattr(paper.classifier_.trunk, "inject")  # z still injected
 
 
@@ -124,13 +125,53 @@ def test_latent_distance_changes_only_the_score_and_latent_input_only_the_classi
     assert weights_equal(paper.autoencoder_, ours.autoencoder_)
     assert weights_equal(paper.classifier_, ours.classifier_)
     parts = ours.score_components(PROBE)
-    latent = np.abs(parts["latent"] - ours.calibration_.latent_mean) / ours.calibration_.latent_std   # two-sided
-    np.testing.assert_allclose(parts["score"], _standardised_logit(ours, parts) + latent, rtol=1e-12)
+    c = ours.calibration_
+    latent = (parts["latent"] - c.latent_mean) / c.latent_std
+    difference = (parts["difference_l1"] - c.difference_mean) / c.difference_std
+    np.testing.assert_allclose(parts["score"], _standardised_logit(ours, parts) + latent + difference, rtol=1e-12)
+    # the distance is to the nearest unit-length training latent: between 0 and 2
+    assert 0 <= parts["latent"].min() and parts["latent"].max() <= 2 and ours.latent_bank_.shape[1] == TINY.latent_dim
+    np.testing.assert_allclose(ours.latent_bank_.norm(dim=1).numpy(), 1, rtol=1e-5)
     np.testing.assert_allclose(_standardised_logit(ours, parts), _standardised_logit(paper, paper.score_components(PROBE)),
                                rtol=1e-12)
     assert np.abs(latent).max() > 0.1 and set(ours.held_out_scores_) == {"score", "classifier", "latent", "difference_l1"}
     # the distance is what separates the inversions at this tiny budget
     assert ours.decision_function(PROBE[8:]).mean() > ours.decision_function(PROBE[:8]).mean()
+
+
+def test_the_latent_distance_is_to_the_nearest_unit_length_training_latent():
+    from ood_helpers.ours import latent_bank, nearest_latent_distance
+
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    images = torch.rand(30, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    bank = latent_bank(encoder, images, batch_size=7)
+    assert bank.shape == (30, 3)
+    np.testing.assert_allclose(bank.norm(dim=1).numpy(), 1, rtol=1e-5)
+    with torch.no_grad():
+        z = encoder(images)
+    # a training latent, or any positive multiple of it, is at distance 0; its opposite at 2 from it
+    torch.testing.assert_close(nearest_latent_distance(3 * z, bank, batch_size=4), torch.zeros(30), atol=1e-3, rtol=0)
+    far = nearest_latent_distance(-z[:1], bank[:1])
+    torch.testing.assert_close(far, torch.tensor([2.0]))
+    # more training latents than the bank keeps: a seeded draw of that many, the same for the same seed
+    small = latent_bank(encoder, images, size=10, generator=torch.Generator().manual_seed(1))
+    again = latent_bank(encoder, images, size=10, generator=torch.Generator().manual_seed(1))
+    assert small.shape == (10, 3) and torch.equal(small, again)
+    assert all(torch.isclose(row, bank, atol=1e-6).all(dim=1).any() for row in small)
+
+
+def test_the_difference_term_adds_the_standardised_mean_difference_only_when_switched_on():
+    ours = fitted("ours")
+    without = OODDetector(**{**ours.get_params(), "difference_term": False})
+    without.params_, without.calibration_ = without.get_params(), ours.calibration_
+    without.autoencoder_, without.classifier_, without.latent_bank_ = ours.autoencoder_, ours.classifier_, ours.latent_bank_
+    without.device_, without.in_channels_ = ours.device_, ours.in_channels_
+    parts = ours.score_components(PROBE)
+    c = ours.calibration_
+    np.testing.assert_allclose(ours.decision_function(PROBE) - without._combine(parts),
+                               (parts["difference_l1"] - c.difference_mean) / c.difference_std, rtol=1e-9, atol=1e-9)
+    held = ours.held_out_scores_["difference_l1"]
+    assert abs(c.difference_mean - held.mean()) < 1e-9 and abs(c.difference_std - held.std()) < 1e-9
 
 
 def test_without_latent_input_the_classifier_has_no_inject_module_and_the_distance_is_still_used():
@@ -143,9 +184,10 @@ def test_without_latent_input_the_classifier_has_no_inject_module_and_the_distan
         z = torch.randn(4, TINY.latent_dim)
         torch.testing.assert_close(detector.classifier_(difference, z), detector.classifier_(difference, 10 * z))
     parts = detector.score_components(PROBE)
-    latent = np.abs(parts["latent"] - detector.calibration_.latent_mean) / detector.calibration_.latent_std
-    np.testing.assert_allclose(parts["score"], _standardised_logit(detector, parts) + latent, rtol=1e-12)
-    assert detector.latent_precision_.shape == (TINY.latent_dim, TINY.latent_dim)
+    c = detector.calibration_
+    ours_terms = (parts["latent"] - c.latent_mean) / c.latent_std + (parts["difference_l1"] - c.difference_mean) / c.difference_std
+    np.testing.assert_allclose(parts["score"], _standardised_logit(detector, parts) + ours_terms, rtol=1e-12)
+    assert detector.latent_bank_.shape[1] == TINY.latent_dim
     no_aux = fitted("paper-no-aux")
     assert weights_equal(no_aux.classifier_, detector.classifier_)   # the same classifier, another score
     assert not weights_equal(no_aux.classifier_, fitted("paper").classifier_)
@@ -159,11 +201,11 @@ def test_save_load_round_trip_keeps_the_new_switch(tmp_path):
         switches = ("latent_input", "latent_distance", "noise_augment", "seed", "inject_stage")
         assert {k: loaded.get_params()[k] for k in switches} == {k: detector.get_params()[k] for k in switches}
         assert variant_of(loaded) == variant and loaded.run_identity_["variant"] == variant
-        assert (loaded.latent_mean_ is None) == (variant == "paper")
+        assert (loaded.latent_bank_ is None) == (variant == "paper")
         assert set(loaded.held_out_scores_) == set(detector.held_out_scores_)
         np.testing.assert_array_equal(loaded.decision_function(PROBE), detector.decision_function(PROBE))
         payload = load_checkpoint(tmp_path / f"{variant}.pt", DETECTOR_FORMAT)
-        assert payload["version"] == DETECTOR_VERSION == 5 and payload["config"]["latent_distance"] is (variant != "paper")
+        assert payload["version"] == DETECTOR_VERSION == 6 and payload["config"]["latent_distance"] is (variant != "paper")
 
 
 def test_a_file_of_an_older_version_or_without_the_switch_is_refused(tmp_path):
@@ -350,7 +392,7 @@ def test_ablation_writes_both_tables_with_origins_and_reuses_the_shared_folder(f
     # two tables per setting, every row labelled with its origin
     assert markdown.count("(a) Table 3, like for like") == 2 and markdown.count("(b) what our additions add") == 2
     assert "| paper w/o auxiliary input (Table 3) | paper's method |" in markdown
-    assert "| ours: latent distance instead of z injection | ours |" in markdown
+    assert "| ours: our terms instead of z injection | ours |" in markdown
     assert "| paper's method (Fig. 2, our reimplementation) | paper's method |" in markdown
     assert "paper (reported)" in markdown and "0.5624" in markdown and "reference" in markdown
     assert NEGATIVES_NOTE in markdown and saved["command"] in markdown
