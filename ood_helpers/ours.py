@@ -38,8 +38,11 @@ def latent_bank(encoder, images: torch.Tensor, batch_size: int = 256, size: int 
 def nearest_latent_distance(z: torch.Tensor, bank: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Euclidean distance (N,) from each unit-length z (N, D) to its nearest row of ``bank`` (M, D)
     (Sun et al. 2022, k = 1); between 0 and 2. Memory grows with ``batch_size`` x M."""
-    z = F.normalize(z.float().cpu(), dim=1)
-    return torch.cat([torch.cdist(part, bank).min(dim=1).values for part in z.split(batch_size)])
+    z, bank = F.normalize(z.double().cpu(), dim=1), bank.double()
+    # each pair's distance summed directly, in float64: a near-0 distance computed through a matrix
+    # product would change with the batch's size (sqrt magnifies its rounding)
+    return torch.cat([torch.cdist(part, bank, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+                      for part in z.split(batch_size)]).float()
 
 
 @torch.no_grad()
