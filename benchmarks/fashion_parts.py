@@ -39,6 +39,7 @@ from ood_helpers.baselines import make_detector  # noqa: E402
 from ood_helpers.data import SETTINGS, load_images, to_geometry  # noqa: E402
 from ood_helpers.evaluation.far_ood import far_ood_suite  # noqa: E402
 from ood_helpers.detector import OODDetector  # noqa: E402
+from ood_helpers.ours import fit_density, mahalanobis  # noqa: E402
 from ood_helpers.outliers import check_families, families_for, make_outliers  # noqa: E402
 from ood_helpers.presets import get_preset  # noqa: E402
 from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
@@ -46,9 +47,10 @@ from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
 VALIDATION_SEED = 20261205
 PARTS = ("classifier", "latent", "latent_two_sided", "difference_l1", "score")
 CANDIDATES = ("classifier", "latent", "latent_two_sided", "difference_l1", "difference_l2", "knn1", "knn10")
-PART_LABELS = {"classifier": "classifier logit (the paper's method's score)", "latent": "latent distance (ours)",
-               "latent_two_sided": "latent term as in the score, |d - mean| / std (ours)",
-               "difference_l1": "mean difference image", "score": "ours: combined score", "pca": "PCA reconstruction",
+PART_LABELS = {"classifier": "classifier logit (the paper's method's score)",
+               "latent": "Mahalanobis distance of z (our earlier latent term)",
+               "latent_two_sided": "two-sided Mahalanobis term, |d - mean| / std (our earlier term)",
+               "difference_l1": "mean difference image", "score": "ours: today's score", "pca": "PCA reconstruction",
                "difference_l2": "mean squared difference", "knn1": "z: 1st-neighbour distance",
                "knn10": "z: 10th-neighbour distance"}
 
@@ -148,16 +150,19 @@ def main(argv=None) -> int:
         sets[f"far-OOD: {name}"] = images
     sets["test in"], sets["test out"] = data.in_test, data.out_test
 
-    bank = ours.score_components(data.in_train)["z"]
+    bank = ours.score_components(data.in_train)["z"]   # the latents of every training image
+    mean, precision = fit_density(lambda z: z, bank)   # one Gaussian: the Mahalanobis candidates
     scores = {}
     for name, images in sets.items():
         parts = ours.score_components(images)
-        calibration = ours.calibration_
-        parts["latent_two_sided"] = np.abs(parts["latent"] - calibration.latent_mean) / calibration.latent_std
-        scores[name] = {part: parts[part] for part in PARTS + ("difference_l2",)}
+        scores[name] = {part: parts[part] for part in ("classifier", "difference_l1", "difference_l2", "score")}
+        scores[name]["latent"] = mahalanobis(parts["z"], mean, precision).numpy()
         for k in (1, 10):
             scores[name][f"knn{k}"] = knn_distance(parts["z"], bank, k)
         scores[name]["pca"] = pca.decision_function(images)
+    reference = scores["validation (in)"]["latent"]   # two-sided: |d - mean| / std of validation images
+    for values in scores.values():
+        values["latent_two_sided"] = np.abs(values["latent"] - reference.mean()) / reference.std()
     families = [name for name in sets if name.startswith("family: ") and (not held_out or name[8:] in held_out)]
     far = [name for name in sets if name.startswith("far-OOD: ")]
     ranking = candidate_table(scores, families, far)
