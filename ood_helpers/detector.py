@@ -34,7 +34,8 @@ __all__ = ["OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "
            "train_autoencoder_stage", "fit_autoencoder", "new_autoencoder", "new_classifier", "build_detector"]
 
 _SWITCH_HINTS = {"latent_input": "True injects z into the classifier (the paper's auxiliary input)",
-                 "latent_distance": "True adds our latent-distance term to the score, False gives the paper's score",
+                 "latent_distance": "True adds our latent-distance term to the score (the paper's score: this and "
+                                    "difference_term False)",
                  "difference_term": "True adds our standardised mean difference to the score",
                  "noise_augment": "True trains with the paper's noise-addition augmentation",
                  "rotation_score": "True adds our rotation-prediction score (semantic novelty, notebook 08)"}
