@@ -215,9 +215,9 @@ def test_committed_aurocs_reads_every_group(tmp_path):
         "clean": {"ours": 0.9, "vae": 0.4}, "gaussian noise 0.1": {"ours": 0.8}}
 
 
-# Settings whose classroom comparison (3 seeds) is still to be run: issue 23, item 5. Remove a
-# setting from here when its results/<setting>/ is committed; the test then requires it.
-CLASSROOM_RESULTS_PENDING = {"fmnist-mnist", "mnist-fmnist"}
+# Settings whose classroom comparison (3 seeds) is still to be run. Remove a setting from here when
+# its results/<setting>/ is committed; the test then requires it.
+CLASSROOM_RESULTS_PENDING: set = set()
 
 
 def test_every_compare_setting_has_committed_results():
