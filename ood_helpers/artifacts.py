@@ -260,7 +260,7 @@ def get_detector(setting: str, preset=None, seed: int = 0, variant: str = "paper
     variant : str
         A key of :data:`ood_helpers.variants.VARIANTS`: ``"paper"`` (the paper's method, the
         default), ``"paper-no-aux"`` / ``"paper-no-noise"`` (its Table 3 ablations), ``"ours"``
-        (paper + our latent distance and difference terms) or ``"ours-distance-only"``.
+        (paper + our two latent distances) or ``"ours-distance-only"``.
     data : OODData or None
         The setting's data; None loads it with :func:`get_data`.
     progress, verbose : bool

@@ -34,14 +34,15 @@ __all__ = ["OODDetector", "AutoencoderDifferenceDetector", "ScoreCalibration", "
            "train_autoencoder_stage", "fit_autoencoder", "new_autoencoder", "new_classifier", "build_detector"]
 
 _SWITCH_HINTS = {"latent_input": "True injects z into the classifier (the paper's auxiliary input)",
-                 "latent_distance": "True adds our latent-distance term to the score (the paper's score: this and "
-                                    "difference_term False)",
+                 "latent_distance": "True adds our nearest-latent distance to the score (the paper's score: this, "
+                                    "latent_mahalanobis and difference_term False)",
+                 "latent_mahalanobis": "True adds our two-sided Mahalanobis distance of z to the score",
                  "difference_term": "True adds our standardised mean difference to the score",
                  "noise_augment": "True trains with the paper's noise-addition augmentation",
                  "rotation_score": "True adds our rotation-prediction score (semantic novelty, notebook 08)"}
 # the parameters that shape only the classifier stage and the score, never the autoencoder
-CLASSIFIER_ONLY = ("latent_input", "latent_distance", "difference_term", "rotation_score", "inject_stage",
-                   "outlier_families", "threshold_quantile")
+CLASSIFIER_ONLY = ("latent_input", "latent_distance", "latent_mahalanobis", "difference_term", "rotation_score",
+                   "inject_stage", "outlier_families", "threshold_quantile")
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,12 @@ class ScoreCalibration:
     rotation_std: float | None = None
     difference_mean: float | None = None
     difference_std: float | None = None
+    mahalanobis_centre: float | None = None   # the held-out mean of the squared distance, from which
+    mahalanobis_mean: float | None = None     # |distance - centre| is measured (two-sided)
+    mahalanobis_std: float | None = None
 
     def as_dict(self) -> dict:
-        """The eight numbers by name."""
+        """The eleven numbers by name."""
         return asdict(self)
 
 
@@ -127,7 +131,7 @@ def autoencoder_identity(identity: dict) -> dict:
 
 class OODDetector(BaseDetector):
     r"""The paper's detector: autoencoder + difference-image classifier with z as auxiliary input,
-    plus, behind their own switches, our latent distance, difference term and rotation score.
+    plus, behind their own switches, our two latent distances, difference term and rotation score.
 
     :mod:`ood_helpers.variants` names the combinations (``paper``, ``paper-no-aux``,
     ``paper-no-noise``, ``ours``, ...); the defaults are ``ours``.
@@ -139,6 +143,7 @@ class OODDetector(BaseDetector):
     seed : int in [0, 2**32 - 1]; same seed, preset and machine give the same scores
     latent_input : bool, the paper's auxiliary input z (False: Table 3 "w/o auxiliary input")
     latent_distance : bool, ours: add the distance of z to its nearest training latent to the score
+    latent_mahalanobis : bool, ours: add the two-sided Mahalanobis distance of z to the score
     difference_term : bool, ours: add the mean ``|x - D(E(x))|`` (the autoencoder's own score)
     noise_augment : bool, the paper's noise augmentation (False: Table 3 "w/o data augmentation")
     rotation_score : bool, ours: add the rotation network's feature distance (notebook 08)
@@ -154,18 +159,22 @@ class OODDetector(BaseDetector):
 
         s(x) = \frac{c(|x - D(z)|, z) - \mu_c}{\sigma_c}
                + \underbrace{\frac{\min_j \lVert \hat z - \hat z_j \rVert - \mu_n}{\sigma_n}}_{\text{ours: latent\_distance}}
+               + \underbrace{\frac{|m(z) - \bar m| - \mu_m}{\sigma_m}}_{\text{ours: latent\_mahalanobis}}
                + \underbrace{\frac{\overline{|x - D(z)|} - \mu_d}{\sigma_d}}_{\text{ours: difference\_term}}
 
     with :math:`c` the classifier's logit, :math:`\hat z = z / \lVert z \rVert`, :math:`\hat z_j` the
-    unit-length latents of the classifier's training images, :math:`\overline{|\cdot|}` the mean over
-    pixels, and each :math:`\mu, \sigma` the mean and standard deviation on held-out images. With
-    neither of our terms the score is a monotone function of the paper's classifier output.
+    unit-length latents of the classifier's training images, :math:`m(z)` the squared Mahalanobis
+    distance of z from the Gaussian (Ledoit-Wolf) of those latents, :math:`\overline{|\cdot|}` the
+    mean over pixels, and :math:`\bar m` and each :math:`\mu, \sigma` the mean and standard
+    deviation on held-out images. With none of our terms the score is a monotone function of the
+    paper's classifier output.
     """
 
     name = "ours"
 
     def __init__(self, in_channels=None, preset=None, seed=0, latent_input=True, latent_distance=True,
-                 noise_augment=True, rotation_score=False, difference_term=True, inject_stage=2,
+                 noise_augment=True, rotation_score=False, difference_term=False, latent_mahalanobis=True,
+                 inject_stage=2,
                  outlier_families=None, threshold_quantile=0.95, held_out_fraction=0.1, device=None,
                  precision="auto", compile_step="auto", progress=True):
         self.in_channels = in_channels
@@ -176,6 +185,7 @@ class OODDetector(BaseDetector):
         self.noise_augment = noise_augment
         self.rotation_score = rotation_score
         self.difference_term = difference_term
+        self.latent_mahalanobis = latent_mahalanobis
         self.inject_stage = inject_stage
         self.outlier_families = outlier_families
         self.threshold_quantile = threshold_quantile
@@ -261,11 +271,15 @@ class OODDetector(BaseDetector):
                                        schedule=preset.schedule(preset.clf_epochs), options=options,
                                        name="classifier", frozen=(self.autoencoder_,),
                                        **stage("classifier", self.run_identity_))
-        # ours, only with latent_distance: the latents of the classifier's training images
-        self.latent_bank_ = None
+        # ours: the latents of the classifier's training images, kept (latent_distance) or fitted
+        # with one Gaussian (latent_mahalanobis)
+        self.latent_bank_ = self.latent_mean_ = self.latent_precision_ = None
         if self.latent_distance:
             self.latent_bank_ = latent_bank(self.autoencoder_.eval().encoder, clf_part.to(self.device_),
                                             generator=generator)
+        if self.latent_mahalanobis:
+            self.latent_mean_, self.latent_precision_ = fit_density(self.autoencoder_.eval().encoder,
+                                                                    clf_part.to(self.device_))
         # ours, only with rotation_score: the rotation network, on every training image
         self.rotation_net_ = self.rotation_mean_ = self.rotation_precision_ = rotation_ce = None
         if self.rotation_score:
@@ -293,8 +307,11 @@ class OODDetector(BaseDetector):
 
     def _calibrate(self, held_out: torch.Tensor):
         """Standardise each part of the score on the held-out images."""
-        self.calibration_ = ScoreCalibration(*(0.0, 1.0) * 4)   # every part, unscaled, to measure them
+        self.calibration_ = ScoreCalibration(*(0.0, 1.0) * 4, 0.0, 0.0, 1.0)   # every part, unscaled, to measure them
         held = self.score_components(held_out, _fitted_check=False)
+        if self.latent_mahalanobis:   # two-sided: atypically close to the mean of z counts too
+            centre = float(held["mahalanobis"].mean())
+            held["two_sided"] = np.abs(held["mahalanobis"] - centre)
 
         def mean_std(key):
             std = float(held[key].std())
@@ -308,9 +325,11 @@ class OODDetector(BaseDetector):
         self.calibration_ = ScoreCalibration(*mean_std("classifier"),
                                              *(mean_std("latent") if self.latent_distance else (None, None)),
                                              *(mean_std("rotation") if self.rotation_score else (None, None)),
-                                             *(mean_std("difference_l1") if self.difference_term else (None, None)))
-        keys = ("classifier",) + ("latent",) * bool(self.latent_distance) + ("rotation",) * bool(
-            self.rotation_score) + ("difference_l1",)
+                                             *(mean_std("difference_l1") if self.difference_term else (None, None)),
+                                             *((centre,) + mean_std("two_sided") if self.latent_mahalanobis
+                                               else (None, None, None)))
+        keys = ("classifier",) + ("latent",) * bool(self.latent_distance) + ("mahalanobis",) * bool(
+            self.latent_mahalanobis) + ("rotation",) * bool(self.rotation_score) + ("difference_l1",)
         self.held_out_scores_ = {"score": self._combine(held), **{key: held[key] for key in keys}}
 
     # -- scoring ----------------------------------------------------------------------------------
@@ -326,6 +345,8 @@ class OODDetector(BaseDetector):
                  "difference_l1": difference.float().mean(dim=(1, 2, 3)).cpu()}
         if self.params_["latent_distance"]:
             parts["latent"] = nearest_latent_distance(z, self.latent_bank_)
+        if self.params_["latent_mahalanobis"]:
+            parts["mahalanobis"] = mahalanobis(z, self.latent_mean_, self.latent_precision_)
         if self.params_["rotation_score"]:
             features = self.rotation_net_.eval().trunk(batch)
             parts["rotation"] = mahalanobis(features, self.rotation_mean_, self.rotation_precision_)
@@ -341,6 +362,9 @@ class OODDetector(BaseDetector):
         score = standardised("classifier", c.classifier_mean, c.classifier_std)
         if self.params_["latent_distance"]:
             score = score + standardised("latent", c.latent_mean, c.latent_std)
+        if self.params_["latent_mahalanobis"]:
+            two_sided = np.abs(np.asarray(parts["mahalanobis"], np.float64) - c.mahalanobis_centre)
+            score = score + (two_sided - c.mahalanobis_mean) / c.mahalanobis_std
         if self.params_["difference_term"]:
             score = score + standardised("difference_l1", c.difference_mean, c.difference_std)
         if self.params_["rotation_score"]:
@@ -353,13 +377,15 @@ class OODDetector(BaseDetector):
     def score_components(self, images, batch_size: int = DEFAULT_BATCH_SIZE, _fitted_check: bool = True) -> dict:
         """Every part of the score from one pass, batch by batch: numpy (N,) arrays ``score``,
         ``classifier`` (the logit), ``difference_l1`` / ``difference_l2`` (mean ``|difference|`` and
-        squared difference), ``latent`` and ``rotation`` (ours, when switched on), and ``z``, a
-        tensor (N, latent_dim). Raises NotFittedError, InputError."""
+        squared difference), ``latent`` (nearest-latent distance), ``mahalanobis`` (squared, one-sided)
+        and ``rotation`` (ours, when switched on), and ``z``, a tensor (N, latent_dim).
+        Raises NotFittedError, InputError."""
         if _fitted_check:
             self._check_fitted("score_components")
         batch_size = check_batch_size(batch_size)
-        keys = ("classifier",) + ("latent",) * bool(self.params_["latent_distance"]) + ("rotation",) * bool(
-            self.params_["rotation_score"]) + ("difference_l1", "difference_l2", "z")
+        keys = ("classifier",) + ("latent",) * bool(self.params_["latent_distance"]) + ("mahalanobis",) * bool(
+            self.params_["latent_mahalanobis"]) + ("rotation",) * bool(self.params_["rotation_score"]) + (
+            "difference_l1", "difference_l2", "z")
         pieces = {key: [] for key in keys}
         for batch in iter_image_batches(images, self.in_channels_, "images", batch_size):
             parts = self._parts(batch)
@@ -406,6 +432,8 @@ class OODDetector(BaseDetector):
             self.rotation_mean_ = state["rotation_mean"].float()
             self.rotation_precision_ = state["rotation_precision"].float()
         self.latent_bank_ = state["latent_bank"].float() if self.latent_distance else None
+        self.latent_mean_ = state["latent_mean"].float() if self.latent_mahalanobis else None
+        self.latent_precision_ = state["latent_precision"].float() if self.latent_mahalanobis else None
         self.calibration_ = ScoreCalibration(**state["calibration"])
         self.threshold_ = float(state["threshold"])
         self.held_out_scores_ = {key: value.numpy() for key, value in state["held_out_scores"].items()}

@@ -20,15 +20,18 @@ from .validation import InputError, float32_default
 DETECTOR_FORMAT = "ood_helpers.detector"
 # 5: the preset no longer holds how a run executes (fast_path, precision, compile_step: ood_helpers.runtime)
 # 6: our latent distance is the nearest training latent's, and our difference term is a switch
-DETECTOR_VERSION = 6
+# 7: our two-sided Mahalanobis distance of z is a switch again (latent_mahalanobis); files of version 6
+#    are read as having it off, which is what they are
+DETECTOR_VERSION = 7
 _KEYS = ("config", "in_channels", "run_identity", "autoencoder", "classifier", "rotation_net", "rotation_mean",
-         "rotation_precision", "latent_bank", "calibration", "threshold", "held_out_scores",
+         "rotation_precision", "latent_bank", "latent_mean", "latent_precision", "calibration", "threshold", "held_out_scores",
          "history", "validation", "n_train", "train_fingerprint")
 _CHANGES = {4: "the classifier also learns that an image of noise or of one colour is out, and our latent term "
                 "is two-sided",
             5: "the preset holds the method only, and noise and outliers come from one batched implementation",
             6: "our latent distance is to the nearest training latent, and our difference term is a switch"}
-_SWITCHES = ("latent_input", "latent_distance", "noise_augment", "rotation_score", "difference_term")
+_SWITCHES = ("latent_input", "latent_distance", "noise_augment", "rotation_score", "difference_term",
+             "latent_mahalanobis")
 
 
 def save_detector(detector, path) -> Path:
@@ -44,6 +47,7 @@ def save_detector(detector, path) -> Path:
         "autoencoder": detector.autoencoder_.state_dict(), "classifier": detector.classifier_.state_dict(),
         "rotation_net": rotation, "rotation_mean": detector.rotation_mean_,
         "rotation_precision": detector.rotation_precision_, "latent_bank": detector.latent_bank_,
+        "latent_mean": detector.latent_mean_, "latent_precision": detector.latent_precision_,
         "calibration": detector.calibration_.as_dict(),
         "threshold": detector.threshold_, "held_out_scores": held, "history": detector.history_,
         "validation": detector.validation_, "n_train": detector.n_train_,
@@ -70,6 +74,9 @@ def read_detector_file(path, in_channels: int | None = None, preset=None) -> dic
     """
     payload = load_checkpoint(path, DETECTOR_FORMAT)
     version = payload.get("version")
+    if version == 6 and isinstance(payload.get("config"), dict) and isinstance(payload.get("run_identity"), dict):
+        payload = _from_version_6(payload)
+        version = DETECTOR_VERSION
     if version != DETECTOR_VERSION:
         why = "".join(f" (since version {since} {change})" for since, change in _CHANGES.items()
                       if isinstance(version, int) and version < since)
@@ -95,6 +102,15 @@ def read_detector_file(path, in_channels: int | None = None, preset=None) -> dic
         raise CheckpointError(f"'{path}' was saved with preset {config['preset'].name!r}; expected "
                               f"{get_preset(preset).name!r}. Fix: load or train one for that preset.")
     return payload
+
+
+def _from_version_6(payload: dict) -> dict:
+    """A version-6 payload as version 7 reads it: the same detector, our Mahalanobis term off."""
+    identity = dict(payload["run_identity"])
+    if isinstance(identity.get("config"), dict):
+        identity["config"] = {**identity["config"], "latent_mahalanobis": False}
+    return {"latent_mean": None, "latent_precision": None, **payload, "run_identity": identity,
+            "config": {**payload["config"], "latent_mahalanobis": False}}
 
 
 def _broken(path, err) -> CheckpointError:

@@ -31,7 +31,7 @@ from .detector import build_detector
 
 # what notebooks 02-07 ask artifacts.get_detector for (seed 0), in both paper settings and on the
 # Fashion-MNIST / MNIST pair (where the ablations have room below 1.0): the paper's method, its two
-# Table 3 ablations, and ours (the paper + our latent distance)
+# Table 3 ablations, and ours (the paper + our two latent distances)
 NOTEBOOK_SETTINGS = PAPER_SETTINGS + ("fmnist-mnist",)
 NOTEBOOK_VARIANTS = ("paper-no-aux", "paper", "paper-no-noise", "ours")
 # and what notebook 08 (and the class-split comparisons) ask for: the paper's method and ours with and

@@ -1,6 +1,6 @@
 """The named detector variants, defined once: the paper's method, its Table 3 ablations, and ours.
 
-An :class:`~ood_helpers.detector.OODDetector` has five switches:
+An :class:`~ood_helpers.detector.OODDetector` has six switches:
 
 - ``latent_input`` (**the paper's**, Figure 2 and Table 3 "w/o auxiliary input"): the latent
   :math:`z = E(x)` is injected into the classifier as an auxiliary input;
@@ -8,8 +8,10 @@ An :class:`~ood_helpers.detector.OODDetector` has five switches:
   augmentation while training;
 - ``latent_distance`` (**ours**, not in the paper): the distance of the unit-length :math:`z` to
   its nearest training latent (Sun et al. 2022) is added to the standardised classifier logit;
-- ``difference_term`` (**ours**, not in the paper): the mean of the difference image, the
-  autoencoder's own score, is added too, standardised;
+- ``latent_mahalanobis`` (**ours**, not in the paper): the two-sided Mahalanobis distance of
+  :math:`z` from one Gaussian of the training latents (Lee et al. 2018), standardised, is added too;
+- ``difference_term`` (**ours**, not in the paper, off in every variant): the mean of the
+  difference image, the autoencoder's own score, standardised;
 - ``rotation_score`` (**ours**, not in the paper): the Mahalanobis distance of a
   rotation-prediction network's features (the SSD feature distance, Sehwag et al. 2021; the
   pretext task of Gidaris et al. 2018) is added too, for semantic novelty (notebook 08).
@@ -18,16 +20,16 @@ Every variant, the paper's included, trains its classifier with *our* synthetic 
 from in-distribution training images (:mod:`ood_helpers.outliers`): the paper never states what
 its classifier's "out" examples are.
 
-======================  =======  ============  ===============  ===============  =============  ==============  ============================================
-key                     origin   latent_input  latent_distance  difference_term  noise_augment  rotation_score  source
-======================  =======  ============  ===============  ===============  =============  ==============  ============================================
-``paper``               paper    True          False            False            True           False           Fig. 2, Tables 1-3 "Full model"
-``paper-no-aux``        paper    False         False            False            True           False           Table 3 "w/o auxiliary input"
-``paper-no-noise``      paper    True          False            False            False          False           Table 3 "w/o data augmentation"
-``ours``                ours     True          True             True             True           False           ours: paper + latent distance + difference
-``ours-distance-only``  ours     False         True             True             True           False           ours: our terms instead of z
-``ours-rotation``       ours     True          True             True             True           True            ours + rotation score
-======================  =======  ============  ===============  ===============  =============  ==============  ============================================
+======================  =======  ============  ===============  ==================  =============  ==============  ============================================
+key                     origin   latent_input  latent_distance  latent_mahalanobis  noise_augment  rotation_score  source
+======================  =======  ============  ===============  ==================  =============  ==============  ============================================
+``paper``               paper    True          False            False               True           False           Fig. 2, Tables 1-3 "Full model"
+``paper-no-aux``        paper    False         False            False               True           False           Table 3 "w/o auxiliary input"
+``paper-no-noise``      paper    True          False            False               False          False           Table 3 "w/o data augmentation"
+``ours``                ours     True          True             True                True           False           ours: the paper's method + two latent distances
+``ours-distance-only``  ours     False         True             True                True           False           ours: our latent distances instead of z
+``ours-rotation``       ours     True          True             True                True           True            ours + rotation score
+======================  =======  ============  ===============  ==================  =============  ==============  ============================================
 
 Detector files are named by the key: ``<preset>/<setting>/detector_<key>_seed<seed>.pt``
 (:func:`ood_helpers.artifacts.detector_relpath`).
@@ -59,8 +61,10 @@ class Variant:
         Where it comes from: a figure or table of the paper, or "ours".
     rotation_score : bool
         Ours; False for every variant but ``ours-rotation``.
-    difference_term : bool
+    latent_mahalanobis : bool
         Ours; True for the ``ours`` variants, False for the paper's.
+    difference_term : bool
+        Ours; False for every variant (a switch to try it, notebook 05's exercise).
     """
 
     key: str
@@ -71,6 +75,7 @@ class Variant:
     noise_augment: bool
     source: str
     rotation_score: bool = False
+    latent_mahalanobis: bool = False
     difference_term: bool = False
 
     @property
@@ -78,7 +83,7 @@ class Variant:
         """The :class:`~ood_helpers.detector.OODDetector` keyword arguments of this variant."""
         return {"latent_input": self.latent_input, "latent_distance": self.latent_distance,
                 "noise_augment": self.noise_augment, "rotation_score": self.rotation_score,
-                "difference_term": self.difference_term}
+                "latent_mahalanobis": self.latent_mahalanobis, "difference_term": self.difference_term}
 
     @property
     def origin_label(self) -> str:
@@ -97,12 +102,12 @@ VARIANTS = {variant.key: variant for variant in (
             "Table 3 'w/o auxiliary input'"),
     Variant("paper-no-noise", "paper w/o noise augmentation (Table 3)", "paper", True, False, False,
             "Table 3 'w/o data augmentation'"),
-    Variant("ours", "ours: paper + latent distance + difference", "ours", True, True, True, "ours",
-            difference_term=True),
-    Variant("ours-distance-only", "ours: our terms instead of z injection", "ours", False, True, True, "ours",
-            difference_term=True),
+    Variant("ours", "ours: the paper's method + two latent distances", "ours", True, True, True, "ours",
+            latent_mahalanobis=True),
+    Variant("ours-distance-only", "ours: our latent distances instead of z injection", "ours", False, True, True,
+            "ours", latent_mahalanobis=True),
     Variant("ours-rotation", "ours + rotation score (semantic)", "ours", True, True, True, "ours", rotation_score=True,
-            difference_term=True),
+            latent_mahalanobis=True),
 )}
 
 # the rows of the paper's Table 3, like for like, and of "what our additions add"
@@ -135,7 +140,8 @@ def get_variant(variant) -> Variant:
 def variant_of(detector) -> str | None:
     """The key of the variant whose switches ``detector`` (an OODDetector, fitted or not) has, or None."""
     flags = {name: bool(getattr(detector, name, None))
-             for name in ("latent_input", "latent_distance", "noise_augment", "rotation_score", "difference_term")}
+             for name in ("latent_input", "latent_distance", "noise_augment", "rotation_score", "latent_mahalanobis",
+                          "difference_term")}
     return next((key for key, variant in VARIANTS.items() if variant.flags == flags), None)
 
 

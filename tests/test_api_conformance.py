@@ -73,7 +73,7 @@ SPECS = {
     # trained one epoch on 35 images here, does not yet rank inverted images higher (in "ours" the
     # latent distance does): the interface is checked, not the detection
     "paper": Spec(OODDetector, dict(in_channels=1, preset=TINY, seed=0, progress=False, device="cpu",
-                                    held_out_fraction=HELD_OUT, latent_distance=False, difference_term=False),
+                                    held_out_fraction=HELD_OUT, latent_distance=False, latent_mahalanobis=False),
                   detects_inversion=False),
     "autoencoder-difference": Spec(AutoencoderDifferenceDetector,
                                    dict(in_channels=1, preset=TINY, seed=0, progress=False, device="cpu",

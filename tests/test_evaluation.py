@@ -81,7 +81,7 @@ def test_paper_and_ours_are_separate_labelled_rows_and_autoencoder_difference(ti
     assert list(rows) == ["paper", "ours", "ae-difference"]
     assert [g["kind"] for g in results["groups"]] == ["clean"] + ["far-OOD"] * 4
     assert rows["paper"]["detector"] == "paper's method (Fig. 2, our reimplementation)"
-    assert rows["ours"]["detector"] == "ours: paper + latent distance + difference"
+    assert rows["ours"]["detector"] == "ours: the paper's method + two latent distances"
     # the paper's number belongs to its method; it has none for our addition
     assert rows["paper"]["paper_reported"] == 0.5908 and rows["ours"]["paper_reported"] is None
     assert rows["ae-difference"]["train_seconds"] == rows["paper"]["train_seconds"]   # no extra training

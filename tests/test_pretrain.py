@@ -132,21 +132,21 @@ def _shared_with_one_detector(toy) -> Path:
 
 
 def _other_preset(shared):
-    other = OODDetector(1, dataclasses.replace(TINY, lr=5e-3), seed=0, latent_distance=False, difference_term=False,
+    other = OODDetector(1, dataclasses.replace(TINY, lr=5e-3), seed=0, latent_distance=False, latent_mahalanobis=False,
                         progress=False).fit(_toy_data().in_train)
     other.save(shared / FILE)
     return "its configuration differs in preset"
 
 
 def _other_seed(shared):
-    other = OODDetector(1, TINY, seed=1, latent_distance=False, difference_term=False, progress=False)
+    other = OODDetector(1, TINY, seed=1, latent_distance=False, latent_mahalanobis=False, progress=False)
     other.fit(_toy_data().in_train)
     other.save(shared / FILE)
     return "its configuration differs in seed"
 
 
 def _other_data(shared):
-    other = OODDetector(1, TINY, seed=0, latent_distance=False, difference_term=False, progress=False)
+    other = OODDetector(1, TINY, seed=0, latent_distance=False, latent_mahalanobis=False, progress=False)
     other.fit(_toy_data(seed=5).in_train).save(shared / FILE)
     return "trained on other images"
 

@@ -1,7 +1,7 @@
 """Issue 13: the paper's method stands apart from ours.
 
-The switches are independent (latent_input = the paper's z injection, latent_distance and
-difference_term = our terms), the named variants are defined once, detector files carry the new switch and
+The switches are independent (latent_input = the paper's z injection, latent_distance,
+latent_mahalanobis and difference_term = our terms), the named variants are defined once, detector files carry the new switch and
 older ones are refused, the autoencoder is shared by the variants and can be had alone, the
 standard path's step functions are what the loop runs, and ``ablation`` writes the paper's Table 3
 like for like beside what our additions add.
@@ -61,8 +61,8 @@ def test_the_variants_table_is_what_the_issue_asks_for():
         "paper": (True, False, True, "paper", "paper's method (Fig. 2, our reimplementation)"),
         "paper-no-aux": (False, False, True, "paper", "paper w/o auxiliary input (Table 3)"),
         "paper-no-noise": (True, False, False, "paper", "paper w/o noise augmentation (Table 3)"),
-        "ours": (True, True, True, "ours", "ours: paper + latent distance + difference"),
-        "ours-distance-only": (False, True, True, "ours", "ours: our terms instead of z injection"),
+        "ours": (True, True, True, "ours", "ours: the paper's method + two latent distances"),
+        "ours-distance-only": (False, True, True, "ours", "ours: our latent distances instead of z injection"),
         "ours-rotation": (True, True, True, "ours", "ours + rotation score (semantic)"),
     }
     assert list(VARIANTS) == list(expected)
@@ -71,7 +71,8 @@ def test_the_variants_table_is_what_the_issue_asks_for():
         variant = VARIANTS[key]
         assert variant.key == key and variant.label == label and variant.origin == origin
         assert variant.flags == dict(latent_input=latent_input, latent_distance=latent_distance, noise_augment=noise,
-                                     rotation_score=key == "ours-rotation", difference_term=origin == "ours")
+                                     rotation_score=key == "ours-rotation", latent_mahalanobis=origin == "ours",
+                                     difference_term=False)
         assert variant.origin_label == {"paper": "paper's method", "ours": "ours"}[origin]
         detector = build_detector(key, 1, TINY, seed=3, progress=False)
         assert variant_of(detector) == key and detector.seed == 3
@@ -86,7 +87,9 @@ def test_the_variants_table_is_what_the_issue_asks_for():
     assert NOTEBOOK_VARIANTS == ("paper-no-aux", "paper", "paper-no-noise", "ours")
     assert evaluation.COMPARE_VARIANTS == ("paper", "ours", "ours-rotation")
     assert variant_of(OODDetector(latent_input=False, latent_distance=False, noise_augment=False)) is None
-    assert variant_of(OODDetector(difference_term=False)) is None   # ours without the difference term: unnamed
+    assert variant_of(OODDetector()) == "ours"   # the defaults are ours
+    assert variant_of(OODDetector(difference_term=True)) is None   # ours with the difference term: unnamed
+    assert variant_of(OODDetector(latent_mahalanobis=False)) is None
     # one table: the old definitions are gone
     for module, name in ((artifacts, "VARIANTS"), (artifacts, "variant_name"), (evaluation, "OURS")):
         assert not hasattr(module, name), f"{module.__name__}.{name} still defined"
@@ -113,9 +116,11 @@ def test_without_latent_distance_the_score_is_exactly_the_standardised_logit():
     parts = paper.score_components(PROBE)
     np.testing.assert_array_equal(parts["score"], _standardised_logit(paper, parts))
     np.testing.assert_array_equal(paper.decision_function(PROBE), parts["score"])
-    assert "latent" not in parts and set(paper.held_out_scores_) == {"score", "classifier", "difference_l1"}
-    assert paper.latent_bank_ is None
-    assert paper.calibration_.latent_mean is None and paper.calibration_.difference_std is None
+    assert "latent" not in parts and "mahalanobis" not in parts
+    assert set(paper.held_out_scores_) == {"score", "classifier", "difference_l1"}
+    assert paper.latent_bank_ is None and paper.latent_mean_ is None and paper.latent_precision_ is None
+    c = paper.calibration_
+    assert c.latent_mean is None and c.difference_std is None and c.mahalanobis_centre is None
     assert paper.classifier_.trunk.inject_stage == 2 and hasattr(paper.classifier_.trunk, "inject")  # z still injected
 
 
@@ -127,14 +132,25 @@ def test_latent_distance_changes_only_the_score_and_latent_input_only_the_classi
     parts = ours.score_components(PROBE)
     c = ours.calibration_
     latent = (parts["latent"] - c.latent_mean) / c.latent_std
-    difference = (parts["difference_l1"] - c.difference_mean) / c.difference_std
-    np.testing.assert_allclose(parts["score"], _standardised_logit(ours, parts) + latent + difference, rtol=1e-12)
+    two_sided = (np.abs(parts["mahalanobis"] - c.mahalanobis_centre) - c.mahalanobis_mean) / c.mahalanobis_std
+    np.testing.assert_allclose(parts["score"], _standardised_logit(ours, parts) + latent + two_sided, rtol=1e-12)
+    # the Mahalanobis term: centred on the held-out mean, its absolute value standardised there
+    held = ours.held_out_scores_["mahalanobis"]
+    assert abs(c.mahalanobis_centre - held.mean()) < 1e-9
+    assert abs(c.mahalanobis_mean - np.abs(held - held.mean()).mean()) < 1e-9
+    assert abs(c.mahalanobis_std - np.abs(held - held.mean()).std()) < 1e-9
+    from ood_helpers.ours import mahalanobis
+    torch.testing.assert_close(torch.from_numpy(parts["mahalanobis"]).float(),
+                               mahalanobis(parts["z"], ours.latent_mean_, ours.latent_precision_))
+    assert ours.latent_mean_.shape == (TINY.latent_dim,)
+    assert ours.latent_precision_.shape == (TINY.latent_dim, TINY.latent_dim)
     # the distance is to the nearest unit-length training latent: between 0 and 2
     assert 0 <= parts["latent"].min() and parts["latent"].max() <= 2 and ours.latent_bank_.shape[1] == TINY.latent_dim
     np.testing.assert_allclose(ours.latent_bank_.norm(dim=1).numpy(), 1, rtol=1e-5)
     np.testing.assert_allclose(_standardised_logit(ours, parts), _standardised_logit(paper, paper.score_components(PROBE)),
                                rtol=1e-12)
-    assert np.abs(latent).max() > 0.1 and set(ours.held_out_scores_) == {"score", "classifier", "latent", "difference_l1"}
+    assert np.abs(latent).max() > 0.1 and np.abs(two_sided).max() > 0.1
+    assert set(ours.held_out_scores_) == {"score", "classifier", "latent", "mahalanobis", "difference_l1"}
     # the distance is what separates the inversions at this tiny budget
     assert ours.decision_function(PROBE[8:]).mean() > ours.decision_function(PROBE[:8]).mean()
 
@@ -161,10 +177,13 @@ def test_the_latent_distance_is_to_the_nearest_unit_length_training_latent():
 
 
 def test_the_difference_term_adds_the_standardised_mean_difference_only_when_switched_on():
-    ours = fitted("ours")
+    ours = build_detector("ours", 1, TINY, seed=0, progress=False).set_params(difference_term=True).fit(GRAY)
+    # only the score changes: the networks come out the same
+    assert weights_equal(ours.classifier_, fitted("paper").classifier_)
     without = OODDetector(**{**ours.get_params(), "difference_term": False})
     without.params_, without.calibration_ = without.get_params(), ours.calibration_
     without.autoencoder_, without.classifier_, without.latent_bank_ = ours.autoencoder_, ours.classifier_, ours.latent_bank_
+    without.latent_mean_, without.latent_precision_ = ours.latent_mean_, ours.latent_precision_
     without.device_, without.in_channels_ = ours.device_, ours.in_channels_
     parts = ours.score_components(PROBE)
     c = ours.calibration_
@@ -185,7 +204,8 @@ def test_without_latent_input_the_classifier_has_no_inject_module_and_the_distan
         torch.testing.assert_close(detector.classifier_(difference, z), detector.classifier_(difference, 10 * z))
     parts = detector.score_components(PROBE)
     c = detector.calibration_
-    ours_terms = (parts["latent"] - c.latent_mean) / c.latent_std + (parts["difference_l1"] - c.difference_mean) / c.difference_std
+    ours_terms = (parts["latent"] - c.latent_mean) / c.latent_std + (
+        np.abs(parts["mahalanobis"] - c.mahalanobis_centre) - c.mahalanobis_mean) / c.mahalanobis_std
     np.testing.assert_allclose(parts["score"], _standardised_logit(detector, parts) + ours_terms, rtol=1e-12)
     assert detector.latent_bank_.shape[1] == TINY.latent_dim
     no_aux = fitted("paper-no-aux")
@@ -205,7 +225,9 @@ def test_save_load_round_trip_keeps_the_new_switch(tmp_path):
         assert set(loaded.held_out_scores_) == set(detector.held_out_scores_)
         np.testing.assert_array_equal(loaded.decision_function(PROBE), detector.decision_function(PROBE))
         payload = load_checkpoint(tmp_path / f"{variant}.pt", DETECTOR_FORMAT)
-        assert payload["version"] == DETECTOR_VERSION == 6 and payload["config"]["latent_distance"] is (variant != "paper")
+        assert payload["version"] == DETECTOR_VERSION == 7 and payload["config"]["latent_distance"] is (variant != "paper")
+        assert payload["config"]["latent_mahalanobis"] is (variant != "paper")
+        assert (payload["latent_precision"] is None) == (variant == "paper")
 
 
 def test_a_file_of_an_older_version_or_without_the_switch_is_refused(tmp_path):
@@ -220,6 +242,25 @@ def test_a_file_of_an_older_version_or_without_the_switch_is_refused(tmp_path):
     save_checkpoint(dict(old, version=DETECTOR_VERSION), tmp_path / "edited.pt")
     with pytest.raises(CheckpointError, match="edited.pt' lacks key 'config.latent_distance'"):
         OODDetector.load(tmp_path / "edited.pt")
+
+
+def test_a_file_of_version_6_reads_as_ours_without_the_mahalanobis_term(tmp_path):
+    ours = fitted("ours")
+    path = ours.save(tmp_path / "d.pt")
+    payload = dict(load_checkpoint(path, DETECTOR_FORMAT), version=6)
+    del payload["latent_mean"], payload["latent_precision"]
+    payload["config"] = {k: v for k, v in payload["config"].items() if k != "latent_mahalanobis"}
+    identity = payload["run_identity"]
+    payload["run_identity"] = {**identity, "config": {k: v for k, v in identity["config"].items()
+                                                      if k != "latent_mahalanobis"}}
+    save_checkpoint(payload, tmp_path / "six.pt")
+    six = OODDetector.load(tmp_path / "six.pt")
+    assert six.latent_mahalanobis is False and six.run_identity_["config"]["latent_mahalanobis"] is False
+    assert six.latent_mean_ is None and variant_of(six) is None   # what it is: ours without the new term
+    parts = ours.score_components(PROBE)
+    c = ours.calibration_
+    np.testing.assert_allclose(six.decision_function(PROBE), _standardised_logit(ours, parts) + (
+        parts["latent"] - c.latent_mean) / c.latent_std, rtol=1e-9)
 
 
 def test_load_autoencoder_reads_only_the_autoencoder(tmp_path, monkeypatch):
@@ -392,7 +433,7 @@ def test_ablation_writes_both_tables_with_origins_and_reuses_the_shared_folder(f
     # two tables per setting, every row labelled with its origin
     assert markdown.count("(a) Table 3, like for like") == 2 and markdown.count("(b) what our additions add") == 2
     assert "| paper w/o auxiliary input (Table 3) | paper's method |" in markdown
-    assert "| ours: our terms instead of z injection | ours |" in markdown
+    assert "| ours: our latent distances instead of z injection | ours |" in markdown
     assert "| paper's method (Fig. 2, our reimplementation) | paper's method |" in markdown
     assert "paper (reported)" in markdown and "0.5624" in markdown and "reference" in markdown
     assert NEGATIVES_NOTE in markdown and saved["command"] in markdown

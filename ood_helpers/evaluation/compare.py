@@ -14,7 +14,7 @@ scoring seconds (means). The paper's own numbers sit in a separate "paper (repor
 they were not reproduced by this code.
 
 The paper's method and ours are separate, labelled rows (:mod:`ood_helpers.variants`): ``paper``
-is our reimplementation of the paper's Figure 2, ``ours`` adds our latent-distance and difference terms. Both
+is our reimplementation of the paper's Figure 2, ``ours`` adds our two latent distances (nearest training latent, two-sided Mahalanobis). Both
 train their classifier with our synthetic negatives made from in-distribution training images
 (the paper never states its negatives). The paper's Table 3 ablations and what each of our
 additions adds are measured by :func:`ablation` (``python -m ood_helpers ablation``).
@@ -805,8 +805,8 @@ def ablation_tables(results: dict) -> str:
                   markdown_table(["row", "origin", f"our AUROC ({spread})", "AUROC per seed",
                                   "Δ AUROC vs paper's method", "Δ AUROC from our terms alone", "AUPR",
                                   "FPR95"], additions),
-                  "Δ: paired per seed (same training draw), mean ± std over seeds. *ours* adds the latent distance "
-                  "and the difference term to the paper's method; *ours-distance-only* replaces the z injection by "
+                  "Δ: paired per seed (same training draw), mean ± std over seeds. *ours* adds the two latent distances "
+                  "to the paper's method; *ours-distance-only* replaces the z injection by "
                   "them, so our terms alone are measured against *paper-no-aux* (same switches without them).", ""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -822,7 +822,7 @@ def ablation_markdown(results: dict) -> str:
              f"draw and every row is scored on the setting's fixed test draw. Higher score = more "
              f"out-of-distribution; out-of-distribution is the positive class. Rows labelled *paper's method* are "
              f"our reimplementation of the paper (Fig. 2) and its own ablations; rows labelled *ours* add our "
-             f"latent-distance and difference terms, which the paper does not have.", "",
+             f"two latent distances (nearest training latent, two-sided Mahalanobis), which the paper does not have.", "",
              results["negatives"], "",
              *([f"At the `{results['preset']}` preset every row's autoencoder, the paper's rows included, also has "
                 f"our linear path beside the ResNet (`Preset.ae_linear_path`, ood_helpers.networks.Encoder), so that a "
