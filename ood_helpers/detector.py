@@ -160,14 +160,13 @@ class OODDetector(BaseDetector):
         s(x) = \frac{c(|x - D(z)|, z) - \mu_c}{\sigma_c}
                + \underbrace{\frac{\min_j \lVert \hat z - \hat z_j \rVert - \mu_n}{\sigma_n}}_{\text{ours: latent\_distance}}
                + \underbrace{\frac{|m(z) - \bar m| - \mu_m}{\sigma_m}}_{\text{ours: latent\_mahalanobis}}
-               + \underbrace{\frac{\overline{|x - D(z)|} - \mu_d}{\sigma_d}}_{\text{ours: difference\_term}}
 
     with :math:`c` the classifier's logit, :math:`\hat z = z / \lVert z \rVert`, :math:`\hat z_j` the
     unit-length latents of the classifier's training images, :math:`m(z)` the squared Mahalanobis
-    distance of z from the Gaussian (Ledoit-Wolf) of those latents, :math:`\overline{|\cdot|}` the
-    mean over pixels, and :math:`\bar m` and each :math:`\mu, \sigma` the mean and standard
-    deviation on held-out images. With none of our terms the score is a monotone function of the
-    paper's classifier output.
+    distance of z from the Gaussian (Ledoit-Wolf) of those latents, and :math:`\bar m` and each
+    :math:`\mu, \sigma` the mean and standard deviation on held-out images. ``difference_term``
+    adds the mean ``|x - D(z)|``, standardised the same way. With none of our terms the score is a
+    monotone function of the paper's classifier output.
     """
 
     name = "ours"

@@ -45,9 +45,10 @@ def nearest_latent_distance(z: torch.Tensor, bank: torch.Tensor, batch_size: int
     """Euclidean distance (N,) from each unit-length z (N, D) to its nearest row of ``bank`` (M, D)
     (Sun et al. 2022, k = 1); between 0 and 2. Memory grows with ``batch_size`` x M."""
     z, bank = F.normalize(z.double().cpu(), dim=1), bank.double()
-    # each pair's distance summed directly, in float64: a near-0 distance computed through a matrix
-    # product would change with the batch's size (sqrt magnifies its rounding)
-    return torch.cat([torch.cdist(part, bank, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+    # the nearest row by the largest dot product (one matrix product), then its distance summed
+    # directly: a near-0 distance taken from the product would change with the batch's size
+    # (sqrt magnifies its rounding)
+    return torch.cat([(part - bank[(part @ bank.T).argmax(dim=1)]).norm(dim=1)
                       for part in z.split(batch_size)]).float()
 
 

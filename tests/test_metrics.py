@@ -39,6 +39,21 @@ def test_bootstrap_interval_brackets_the_estimate():
     assert high - low < 0.15
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_bootstrap_resamples_are_scored_like_auroc(ties):
+    """The counting shortcut gives each resample the AUROC that sorting it would (ties half)."""
+    rng = np.random.default_rng(3)
+    in_scores, out_scores = rng.normal(0, 1, 250), rng.normal(0.4, 1, 170)
+    if ties:
+        in_scores, out_scores = np.round(in_scores, 1), np.round(out_scores, 1)
+    draw = np.random.default_rng(7)   # the same stream: in indices, then out indices, per resample
+    values = [metrics.auroc(in_scores[draw.integers(0, 250, 250)], out_scores[draw.integers(0, 170, 170)])
+              for _ in range(100)]
+    expected = np.quantile(values, 0.05), np.quantile(values, 0.95)
+    np.testing.assert_allclose(metrics.bootstrap_auroc_ci(in_scores, out_scores, n_boot=100, level=0.9, seed=7),
+                               expected, rtol=0, atol=1e-12)
+
+
 def test_fpr_at_threshold_on_noisy_in_images():
     clean = np.arange(100)
     assert metrics.fpr_at_threshold(clean, clean, 0.95) == pytest.approx(0.05)
