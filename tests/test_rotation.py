@@ -65,13 +65,15 @@ def test_the_switch_adds_one_standardised_term_and_changes_nothing_else(rotation
     assert len(detector.history_["rotation_ce"]) == TINY.rotation_epochs
     assert len(detector.history_["epoch_seconds"]["rotation"]) == TINY.rotation_epochs
     assert detector.rotation_mean_.shape == (8 * TINY.width,)
-    assert set(detector.held_out_scores_) == {"score", "classifier", "latent", "rotation", "difference_l1"}
+    assert set(detector.held_out_scores_) == {"score", "classifier", "latent", "mahalanobis", "rotation",
+                                              "difference_l1"}
     ours = build_detector("ours", 1, TINY, seed=0, progress=False).fit(images)
     probe = smooth_images(8, 1, seed=9)
     with_rotation, without = detector.score_components(probe), ours.score_components(probe)
     # the rotation network is trained last: the autoencoder, classifier and latent density are ours's
     np.testing.assert_allclose(with_rotation["classifier"], without["classifier"], rtol=1e-6)
     np.testing.assert_allclose(with_rotation["latent"], without["latent"], rtol=1e-5)
+    np.testing.assert_allclose(with_rotation["mahalanobis"], without["mahalanobis"], rtol=1e-5)
     calibration = detector.calibration_
     term = (with_rotation["rotation"] - calibration.rotation_mean) / calibration.rotation_std
     np.testing.assert_allclose(with_rotation["score"] - term, without["score"], rtol=1e-5, atol=1e-6)
