@@ -5,7 +5,7 @@ classifier logit (switches ``latent_distance``, ``latent_mahalanobis``, ``differ
 - The latent distance: how far the unit-length z = E(x) is from the nearest unit-length latent
   of a training image (deep nearest neighbours, Sun et al. 2022, with k = 1).
 - The Mahalanobis term: the squared Mahalanobis distance of z from one Gaussian fitted to the
-  training latents (Lee et al. 2018), two-sided: |distance - its held-out mean|, so that an
+  training latents (Lee et al. 2018), two-sided: ``|distance - its held-out mean|``, so that an
   image whose z sits atypically close to the centre counts too.
 - The difference term: the mean of the difference image, the autoencoder's own score; it lives
   in :mod:`ood_helpers.steps` and the detector only standardises it (off in every variant).
