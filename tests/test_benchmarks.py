@@ -118,3 +118,22 @@ def test_fashion_parts_ranks_candidate_scores_by_the_validation_families_only():
     by_name = {row[0]: row for row in ranking}
     assert by_name["z 10-NN"][4] > 0.95 > by_name["classifier"][4]   # the test column only reports
     assert len(ranking) == len(set(by_name)) and "latent Mahalanobis + latent two-sided" not in " ".join(by_name)
+
+
+def test_cifar10_fashion_builds_both_fashion_geometries(data_root, monkeypatch):
+    import importlib.util
+
+    import torch
+
+    monkeypatch.setenv("OOD_DATA_DIR", str(data_root))
+    spec = importlib.util.spec_from_file_location("cifar10_fashion", ROOT / "benchmarks" / "cifar10_fashion.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    padded, resized = module.fashion_images("padded"), module.fashion_images("resized")
+    for images in (padded, resized):
+        assert images.shape == (2000, 3, 32, 32) and images.dtype == torch.float32
+        assert 0 <= images.min() and images.max() <= 1 and images.max() > 0.5
+        assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 1], images[:, 2])   # gray as RGB
+    assert padded[..., :2, :].abs().max() == 0 and padded[..., -2:].abs().max() == 0   # a 2-pixel black border
+    # resized: the same 28x28 picture stretched over 32x32 (no border), so its mean is that of 28x28
+    assert abs(resized.mean() / padded.mean() - (32 / 28) ** 2) < 0.05   # same content on a larger area
