@@ -14,7 +14,6 @@ score and of each of its parts, and the share of Fashion-MNIST images flagged at
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from ood_helpers.data import EVAL_SEED, EVAL_SIZE, load_images, to_geometry  # n
 from ood_helpers.artifacts import get_data  # noqa: E402
 from ood_helpers.evaluation import metrics  # noqa: E402
 from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
+from ood_helpers.files import write_report  # noqa: E402
 
 PARTS = {"score": "score", "classifier": "classifier logit (the paper's score)",
          "latent": "nearest-latent distance (ours)", "two_sided": "two-sided Mahalanobis term (ours)",
@@ -91,10 +91,7 @@ def main(argv=None) -> int:
                 f"(like MNIST in the paper's setting) or resized to 32x32 (bilinear, antialiased; issue 23's "
                 f"geometry). Mean ± std over seeds. Wall time {time.perf_counter() - start:.0f} s.", "",
                 markdown_table(header, rows), ""]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text("\n".join(markdown))
-    (out / "results.json").write_text(json.dumps({"command": command, "auroc": table}, indent=1))
+    write_report(args.out, "results", {"command": command, "auroc": table}, "\n".join(markdown))
     print("\n".join(markdown))
     return 0
 

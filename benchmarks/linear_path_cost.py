@@ -20,7 +20,6 @@ and the far-OOD groups. Test sets are read for diagnosis only: nothing is chosen
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from ood_helpers.detector import OODDetector  # noqa: E402
 from ood_helpers.evaluation import metrics  # noqa: E402
 from ood_helpers.evaluation.far_ood import far_ood_suite  # noqa: E402
 from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
+from ood_helpers.files import write_report  # noqa: E402
 from ood_helpers.presets import get_preset  # noqa: E402
 
 PRESET = "classroom"
@@ -107,12 +107,10 @@ def main(argv=None) -> int:
             print(f"seed {seed}, {label}: done at {time.perf_counter() - start:.0f} s", flush=True)
 
     markdown = render(values, args.seeds, args.out, time.perf_counter() - start)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text("\n".join(markdown))
-    (out / "results.json").write_text(json.dumps(
-        {"command": command(args.seeds, args.out), "seconds": time.perf_counter() - start,
-         "values": {f"{label} | {measure}": numbers for (label, measure), numbers in values.items()}}, indent=1))
+    write_report(args.out, "results", {
+        "command": command(args.seeds, args.out), "seconds": time.perf_counter() - start,
+        "values": {f"{label} | {measure}": numbers for (label, measure), numbers in values.items()}},
+        "\n".join(markdown))
     print("\n".join(markdown))
     return 0
 

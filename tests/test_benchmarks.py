@@ -137,3 +137,21 @@ def test_cifar10_fashion_builds_both_fashion_geometries(data_root, monkeypatch):
     assert padded[..., :2, :].abs().max() == 0 and padded[..., -2:].abs().max() == 0   # a 2-pixel black border
     # resized: the same 28x28 picture stretched over 32x32 (no border), so its mean is that of 28x28
     assert abs(resized.mean() / padded.mean() - (32 / 28) ** 2) < 0.05   # same content on a larger area
+
+
+def test_linear_path_cost_reports_mean_and_std_per_autoencoder():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("linear_path_cost", ROOT / "benchmarks" / "linear_path_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with_path, without = module.AUTOENCODERS
+    values = {(with_path, "PSNR of CIFAR-10 test images, dB"): [21.0, 23.0],
+              (without, "PSNR of CIFAR-10 test images, dB"): [17.0, 17.0],
+              (with_path, "AUROC, ours: Fashion-MNIST, resized"): [0.6, 0.7],
+              (without, "AUROC, ours: Fashion-MNIST, resized"): [0.85, 0.87],
+              (without, "train seconds"): [100.0, 110.0]}
+    text = "\n".join(module.render(values, [0, 1], "results/x", 12.0))
+    assert "| PSNR of CIFAR-10 test images, dB | 22.0 ± 1.0 | 17.0 ± 0.0 |" in text
+    assert "| AUROC, ours: Fashion-MNIST, resized | 0.6500 ± 0.0500 | 0.8600 ± 0.0100 |" in text
+    assert "| train seconds | — | 105.0 ± 5.0 |" in text and "--seeds 0 1 --out results/x" in text

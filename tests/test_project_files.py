@@ -180,3 +180,42 @@ def test_make_lab_allows_root_only_as_root_and_reads_a_relative_pretrained_folde
     cpu = subprocess.run(["make", "-n", "-B", "lab", "TORCH_INDEX=https://download.pytorch.org/whl/cpu"],
                          cwd=checkout, capture_output=True, text=True, env=env).stdout
     assert "--index-url https://download.pytorch.org/whl/cpu" in cpu
+
+
+def _first_table_column(markdown: str, column: int) -> list[str]:
+    """The cells of one column of the first Markdown table after the first '###' heading."""
+    lines = markdown[markdown.index("\n### "):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("| "):
+            break
+        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]][column])
+    return rows
+
+
+def test_readme_results_are_the_committed_ones():
+    """The README's table and its claims about it come from results/ (a rerun that changes them fails here)."""
+    import json
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| detector | Fashion-MNIST in / MNIST out"):]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table.splitlines()[2:]
+            if line.startswith("| ")][:6]
+    assert len(rows) == 6
+    for column, setting in ((1, "fmnist-mnist"), (2, "mnist-fmnist")):
+        committed = _first_table_column((ROOT / "results" / setting / "results.md").read_text(), 1)
+        for row in rows:
+            assert row[column] in committed, f"README's {row[0]} on {setting}: {row[column]} not in results/{setting}"
+    mean = {row[0]: [float(row[c].split(" ± ")[0]) for c in (1, 2)] for row in rows}
+    ours = mean["ours: the paper's method + two latent distances"]
+    others = [values for name, values in mean.items() if not name.startswith("ours")]
+    assert all(ours[0] - values[0] >= 0.03 for values in others)            # "leads every detector by 0.03 or more"
+    difference = mean["autoencoder difference"][1]
+    assert 0 < difference - ours[1] < 0.001 and ours[1] > mean["the paper's method (our reimplementation)"][1]
+    cost = json.loads((ROOT / "results" / "linear-path-cost" / "results.json").read_text())["values"]
+    resized = {label.split(" | ")[0]: sum(v) / len(v) for label, v in cost.items()
+               if label.endswith("AUROC, ours: Fashion-MNIST, resized")}
+    with_path, without = resized.values()
+    assert round(with_path, 2) == 0.68 and "only 0.68" in readme
+    assert round(without - with_path, 2) == 0.18 and "costs about 0.18" in readme
