@@ -29,7 +29,10 @@ from ood_helpers.data import EVAL_SEED, EVAL_SIZE, load_images, to_geometry  # n
 from ood_helpers.artifacts import get_data  # noqa: E402
 from ood_helpers.evaluation import metrics  # noqa: E402
 from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
-from ood_helpers.files import write_report  # noqa: E402
+from ood_helpers.files import check_output_dir, write_report  # noqa: E402
+from ood_helpers.presets import PRESETS  # noqa: E402
+from ood_helpers.validation import InputError  # noqa: E402
+from ood_helpers.variants import VARIANTS  # noqa: E402
 
 PARTS = {"score": "score", "classifier": "classifier logit (the paper's score)",
          "latent": "nearest-latent distance (ours)", "two_sided": "two-sided Mahalanobis term (ours)",
@@ -46,16 +49,46 @@ def fashion_images(geometry: str) -> torch.Tensor:
                   antialias=True).clamp(0, 1)
 
 
+def cell(numbers: list) -> str:
+    """One value, or mean ± sample std (ddof=1, as ``compare``) over seeds; — when there is none."""
+    if not numbers:
+        return "—"
+    return f"{numbers[0]:.4f}" if len(numbers) == 1 else f"{np.mean(numbers):.4f} ± {np.std(numbers, ddof=1):.4f}"
+
+
+def render(table: dict, command: str, preset: str, seeds: list, seconds: float) -> str:
+    """The report: one row per "variant / geometry" of ``table`` (part -> one value per seed)."""
+    rows = [name.split(" / ") + [cell(row.get(part, [])) for part in (*PARTS, "flagged")]
+            for name, row in table.items()]
+    header = (["variant", "Fashion-MNIST geometry"] + [f"AUROC: {label}" for label in PARTS.values()]
+              + ["Fashion-MNIST flagged at threshold_ (which keeps 95% of held-out CIFAR-10 images in)"])
+    return "\n".join([
+        f"# CIFAR-10 in / Fashion-MNIST out, preset {preset}, seeds {' '.join(map(str, seeds))}",
+        "", "Made with:", "", "```bash", command, "```", "",
+        f"The detectors of cifar10-mnist (same CIFAR-10 training draw per seed); {EVAL_SIZE} CIFAR-10 and "
+        f"{EVAL_SIZE} Fashion-MNIST test images, gray repeated to RGB, 28x28 either zero-padded to 32x32 "
+        f"(a black border, like MNIST in the paper's setting) or resized to 32x32 (bilinear, antialiased; the "
+        f"geometry of the first measurement). AUROC: 0.5 is chance, 1 separates every image. Mean ± std "
+        f"(ddof=1) over seeds. Wall time {seconds:.0f} s.", "", markdown_table(header, rows), ""])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="classroom")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--variants", nargs="+", default=["paper", "ours"])
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--preset", default="classroom", choices=sorted(PRESETS), help="training preset")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the cifar10-mnist detectors")
+    parser.add_argument("--variants", nargs="+", default=["paper", "ours"], choices=sorted(VARIANTS),
+                        help="detector variants (ood_helpers.variants)")
+    parser.add_argument("--out", required=True, help="folder for results.md and results.json (replaced)")
     args = parser.parse_args(argv)
+    if any(seed < 0 for seed in args.seeds):
+        parser.error(f"--seeds: expected integers >= 0, got {args.seeds}; e.g. --seeds 0 1 2")
+    try:
+        check_output_dir(args.out)
+    except InputError as error:
+        parser.error(f"--out: {error}")
     start = time.perf_counter()
     fashion = {geometry: fashion_images(geometry) for geometry in GEOMETRIES}
-    values = {}   # (variant, geometry) -> part -> one value per seed
+    table = {}   # "variant / geometry" -> part -> one value per seed
     for seed in args.seeds:
         data = get_data("cifar10-mnist", args.preset, seed)
         for variant in args.variants:
@@ -67,32 +100,18 @@ def main(argv=None) -> int:
                 for scored in (scored_in, scored_out):
                     if "mahalanobis" in scored:   # the term as the score uses it: |m(z) - its held-out mean|
                         scored["two_sided"] = np.abs(scored["mahalanobis"] - detector.calibration_.mahalanobis_centre)
-                row = values.setdefault((variant, geometry), {})
+                row = table.setdefault(f"{variant} / {geometry}", {})
                 for part in PARTS:
                     if part in scored_in:
                         row.setdefault(part, []).append(metrics.auroc(scored_in[part], scored_out[part]))
                 row.setdefault("flagged", []).append(float(np.mean(scored_out["score"] > detector.threshold_)))
-
-    def cell(numbers):
-        return "—" if not numbers else (f"{numbers[0]:.4f}" if len(numbers) == 1 else
-                                         f"{np.mean(numbers):.4f} ± {np.std(numbers):.4f}")
-
-    rows = [[variant, geometry] + [cell(row.get(part, [])) for part in (*PARTS, "flagged")]
-            for (variant, geometry), row in values.items()]
-    table = {f"{variant} / {geometry}": row for (variant, geometry), row in values.items()}
     command = "OOD_DATA_DIR=../shared/data python benchmarks/cifar10_fashion.py " + " ".join(
         f"--{key} {' '.join(map(str, value)) if isinstance(value, list) else value}" for key, value in vars(args).items())
-    header = (["variant", "Fashion-MNIST geometry"] + [f"AUROC: {label}" for label in PARTS.values()]
-              + ["Fashion-MNIST flagged at threshold_"])
-    markdown = [f"# CIFAR-10 in / Fashion-MNIST out, preset {args.preset}, seeds {' '.join(map(str, args.seeds))}",
-                "", "Made with:", "", "```bash", command, "```", "",
-                f"The detectors of cifar10-mnist (same CIFAR-10 training draw per seed); {EVAL_SIZE} CIFAR-10 and "
-                f"{EVAL_SIZE} Fashion-MNIST test images, gray repeated to RGB, 28x28 either zero-padded to 32x32 "
-                f"(like MNIST in the paper's setting) or resized to 32x32 (bilinear, antialiased; issue 23's "
-                f"geometry). Mean ± std over seeds. Wall time {time.perf_counter() - start:.0f} s.", "",
-                markdown_table(header, rows), ""]
-    write_report(args.out, "results", {"command": command, "auroc": table}, "\n".join(markdown))
-    print("\n".join(markdown))
+    seconds = time.perf_counter() - start
+    markdown = render(table, command, args.preset, args.seeds, seconds)
+    write_report(args.out, "results", {"command": command, "preset": args.preset, "seeds": args.seeds,
+                                       "seconds": seconds, "auroc": table}, markdown)
+    print(markdown)
     return 0
 
 

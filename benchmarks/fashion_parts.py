@@ -43,6 +43,7 @@ from ood_helpers.ours import fit_density, mahalanobis  # noqa: E402
 from ood_helpers.outliers import check_families, families_for, make_outliers  # noqa: E402
 from ood_helpers.presets import get_preset  # noqa: E402
 from ood_helpers.evaluation.reports import markdown_table  # noqa: E402
+from ood_helpers.files import write_report  # noqa: E402
 
 VALIDATION_SEED = 20261205
 PARTS = ("classifier", "latent", "latent_two_sided", "difference_l1", "score")
@@ -66,7 +67,7 @@ def knn_distance(z: torch.Tensor, bank: torch.Tensor, k: int) -> np.ndarray:
 
 
 def candidate_table(scores: dict, families: list, far: list) -> list:
-    """Every sum of the classifier and up to two other candidate parts (and each part alone), each part
+    """Every sum of the classifier and up to three other candidate parts (and each part alone), each part
     standardised on the validation images: [name, mean / min family AUROC, min far-OOD AUROC, test AUROC],
     best mean family AUROC first."""
     reference = scores["validation (in)"]
@@ -75,7 +76,7 @@ def candidate_table(scores: dict, families: list, far: list) -> list:
     def total(parts, name):
         return sum((scores[name][part] - stats[part][0]) / stats[part][1] for part in parts)
 
-    combos = [(part,) for part in CANDIDATES] + [("classifier",) + rest for r in (1, 2)
+    combos = [(part,) for part in CANDIDATES] + [("classifier",) + rest for r in (1, 2, 3)
                                                   for rest in itertools.combinations(CANDIDATES[1:], r)
                                                   if not {"latent", "latent_two_sided"} <= set(rest)]
     rows = []
@@ -117,8 +118,36 @@ def grid(images: torch.Tensor, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def rule(runs: dict) -> list:
+    """The choice rule over several runs (name -> that run's ``candidates`` rows): each candidate scored
+    by its mean family AUROC averaged over the runs; [name, that average, worst run, best run], best
+    first. Only candidates ranked in every run take part."""
+    tables = [{row[0]: row[1] for row in rows} for rows in runs.values()]
+    names = [name for name in tables[0] if all(name in table for table in tables)]
+    rows = [[name, float(np.mean([t[name] for t in tables])), min(t[name] for t in tables),
+             max(t[name] for t in tables)] for name in names]
+    return sorted(rows, key=lambda row: -row[1])
+
+
+def rank_runs(folders: list, out: str) -> int:
+    """Write the rule's table over the runs in ``folders`` (each holding a results.json) into ``out``."""
+    runs = {Path(folder).name: json.loads((Path(folder) / "results.json").read_text())["candidates"]
+            for folder in folders}
+    rows = rule(runs)
+    command = ("python benchmarks/fashion_parts.py --rank-runs " + " ".join(map(str, folders)) + f" --out {out}")
+    markdown = ["# The choice rule over the held-out-family runs", "", "Made with:", "", "```bash", command, "```", "",
+                "Each candidate score's mean AUROC over the families its classifier never saw, averaged over the "
+                f"runs ({', '.join(runs)}); validation images only, no test pair.", "",
+                markdown_table(["score", "mean over runs", "worst run", "best run"], rows), ""]
+    write_report(out, "results", {"command": command, "runs": list(runs), "rule": rows}, "\n".join(markdown))
+    print("\n".join(markdown[:12] + [markdown_table(["score", "mean over runs", "worst run", "best run"], rows[:10])]))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rank-runs", nargs="+", default=None, metavar="FOLDER",
+                        help="only apply the choice rule to these finished runs' results.json and write it to --out")
     parser.add_argument("--setting", default="fmnist-mnist", choices=sorted(SETTINGS))
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--seed", type=int, default=0)
@@ -127,6 +156,8 @@ def main(argv=None) -> int:
                         help="train ours here without these outlier families and rank the candidates on them only")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.rank_runs:
+        return rank_runs(args.rank_runs, args.out)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -134,7 +134,9 @@ def test_cifar10_fashion_builds_both_fashion_geometries(data_root, monkeypatch):
         assert images.shape == (2000, 3, 32, 32) and images.dtype == torch.float32
         assert 0 <= images.min() and images.max() <= 1 and images.max() > 0.5
         assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 1], images[:, 2])   # gray as RGB
-    assert padded[..., :2, :].abs().max() == 0 and padded[..., -2:].abs().max() == 0   # a 2-pixel black border
+    for border in (padded[..., :2, :], padded[..., -2:, :], padded[..., :2], padded[..., -2:]):
+        assert border.abs().max() == 0   # a 2-pixel black border on every side
+    assert resized[..., :2, :].max() > 0 or resized[..., :, :2].max() > 0   # content reaches the edge
     # resized: the same 28x28 picture stretched over 32x32 (no border), so its mean is that of 28x28
     assert abs(resized.mean() / padded.mean() - (32 / 28) ** 2) < 0.05   # same content on a larger area
 
@@ -152,6 +154,78 @@ def test_linear_path_cost_reports_mean_and_std_per_autoencoder():
               (without, "AUROC, ours: Fashion-MNIST, resized"): [0.85, 0.87],
               (without, "train seconds"): [100.0, 110.0]}
     text = "\n".join(module.render(values, [0, 1], "results/x", 12.0))
-    assert "| PSNR of CIFAR-10 test images, dB | 22.0 ± 1.0 | 17.0 ± 0.0 |" in text
-    assert "| AUROC, ours: Fashion-MNIST, resized | 0.6500 ± 0.0500 | 0.8600 ± 0.0100 |" in text
-    assert "| train seconds | — | 105.0 ± 5.0 |" in text and "--seeds 0 1 --out results/x" in text
+    # the sample standard deviation (ddof=1), as compare's tables
+    assert "| PSNR of CIFAR-10 test images, dB | 22.0 ± 1.4 | 17.0 ± 0.0 |" in text
+    assert "| AUROC, ours: Fashion-MNIST, resized | 0.6500 ± 0.0707 | 0.8600 ± 0.0141 |" in text
+    assert "| train seconds | — | 105.0 ± 7.1 |" in text and "--seeds 0 1 --out results/x" in text
+
+
+def test_fashion_parts_rule_averages_each_candidate_over_the_runs(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("fashion_parts", ROOT / "benchmarks" / "fashion_parts.py")
+    parts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parts)
+    # a: best in one run only; b: steady; c: missing from one run, so it cannot be chosen
+    runs = {"one": [["a", 0.9, 0, 0, 0.1], ["b", 0.8, 0, 0, 0.1], ["c", 0.99, 0, 0, 0.1]],
+            "two": [["b", 0.8, 0, 0, 0.9], ["a", 0.6, 0, 0, 0.9]]}
+    rows = parts.rule(runs)
+    assert [row[0] for row in rows] == ["b", "a"]
+    assert rows[1][1:] == [0.75, 0.6, 0.9]   # mean, worst and best run; the test column plays no part
+    folders = []
+    for name, candidates in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"candidates": candidates}))
+        folders.append(str(tmp_path / name))
+    assert parts.main(["--rank-runs", *folders, "--out", str(tmp_path / "rule")]) == 0
+    assert json.loads((tmp_path / "rule" / "results.json").read_text())["rule"][0][0] == "b"
+    assert "| b | 0.8000 | 0.8000 | 0.8000 |" in (tmp_path / "rule" / "results.md").read_text()
+
+
+def test_linear_path_cost_trains_the_same_detector_without_the_path_and_checks_out_first(monkeypatch, tmp_path):
+    import importlib.util
+    import json
+    import types
+
+    import numpy as np
+    import pytest
+    import torch
+
+    spec = importlib.util.spec_from_file_location("linear_path_cost", ROOT / "benchmarks" / "linear_path_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    images = torch.rand(40, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    trained = []
+
+    class Detector:
+        def __init__(self, channels, preset, seed, progress=True):
+            trained.append((channels, preset, seed))
+            self.autoencoder_ = torch.nn.Module()
+            self.autoencoder_.forward = lambda x: (x.clamp(0.1, 0.9), None)
+
+        def fit(self, images):
+            return self
+
+        def score_components(self, images):
+            score = images.mean(dim=(1, 2, 3)).double().numpy()
+            return {"score": score, "classifier": -score}
+
+    data = types.SimpleNamespace(in_test=images[:20], out_test=images[20:] * 0.5, in_train=images)
+    monkeypatch.setattr(module, "OODDetector", Detector)
+    monkeypatch.setattr(module, "get_data", lambda *args, **kwargs: data)
+    monkeypatch.setattr(module, "get_detector", lambda *args, **kwargs: Detector(3, "classroom", 0))
+    monkeypatch.setattr(module, "fashion_images", lambda geometry: images[:10] * 0.3)
+    monkeypatch.setattr(module, "far_ood_suite", lambda channels: {"flat": torch.full((10, 3, 32, 32), 0.5)})
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as error:   # a bad folder stops the run before anything trains
+        module.main(["--seeds", "0", "--out", str(tmp_path / "file" / "x")])
+    assert error.value.code == 2 and trained == []
+    assert module.main(["--seeds", "0", "1", "--out", str(tmp_path / "out")]) == 0
+    fitted = [preset for _, preset, _ in trained if not isinstance(preset, str)]
+    assert len(fitted) == 2 and all(p.ae_linear_path is False and p.name == "classroom" for p in fitted)
+    values = json.loads((tmp_path / "out" / "results.json").read_text())["values"]
+    without = "without it (classroom preset, ae_linear_path=False)"
+    # the darker stand-ins score lower than the in-distribution images: 0 for the score, 1 for its negation
+    assert np.allclose(values[f"{without} | AUROC, ours: Fashion-MNIST, resized"], [0.0, 0.0])
+    assert np.allclose(values[f"{without} | AUROC, classifier logit: Fashion-MNIST, resized"], [1.0, 1.0])

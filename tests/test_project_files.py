@@ -219,3 +219,36 @@ def test_readme_results_are_the_committed_ones():
     with_path, without = resized.values()
     assert round(with_path, 2) == 0.68 and "only 0.68" in readme
     assert round(without - with_path, 2) == 0.18 and "costs about 0.18" in readme
+
+
+def test_findings_on_the_linear_path_are_the_committed_ones():
+    """docs/findings.md's CIFAR-10 / Fashion-MNIST rows and linear-path bullet come from results/."""
+    import json
+
+    findings = " ".join((ROOT / "docs" / "findings.md").read_text().split())   # line breaks as spaces
+    fashion = (ROOT / "results" / "cifar10-fashion" / "results.md").read_text()
+    for variant, geometry in (("ours", "padded"), ("ours", "resized")):
+        row = next(line for line in fashion.splitlines() if line.startswith(f"| {variant} | {geometry} |"))
+        ours, paper = row.split("|")[3].strip(), next(
+            line for line in fashion.splitlines() if line.startswith(f"| paper | {geometry} |")).split("|")[3].strip()
+        assert f"| {ours} | {paper} |" in findings, (geometry, ours, paper)
+    values = json.loads((ROOT / "results" / "linear-path-cost" / "results.json").read_text())["values"]
+
+    def mean(label, measure, digits=2):
+        return f"{sum(values[f'{label} | {measure}']) / len(values[f'{label} | {measure}']):.{digits}f}"
+
+    with_path = "with the linear path (classroom preset)"
+    without = "without it (classroom preset, ae_linear_path=False)"
+    for measure, digits in (("AUROC, ours: Fashion-MNIST, resized", 2),
+                            ("AUROC, classifier logit: Fashion-MNIST, resized", 2),
+                            ("AUROC, ours: Fashion-MNIST, padded", 2), ("AUROC, ours: MNIST (the paper's pair)", 4)):
+        assert f"{mean(with_path, measure, digits)} → {mean(without, measure, digits)}" in findings, measure
+    psnr = "PSNR of CIFAR-10 test images, dB"
+    assert f"{mean(with_path, psnr, 1)} dB instead of {mean(without, psnr, 1)} dB" in findings
+    colour = "AUROC, ours: far-OOD: constant colour"
+    assert f"constant colour at {mean(with_path, colour)} instead of {mean(without, colour)}" in findings
+    resized = "AUROC, classifier logit: Fashion-MNIST, resized"
+    assert all(b > a for a, b in zip(values[f"{with_path} | {resized}"], values[f"{without} | {resized}"]))
+    padded = "AUROC, ours: Fashion-MNIST, padded"
+    # "one seed goes down"
+    assert any(b < a for a, b in zip(values[f"{with_path} | {padded}"], values[f"{without} | {padded}"]))
