@@ -137,7 +137,8 @@ def rank_runs(folders: list, out: str) -> int:
     command = ("python benchmarks/fashion_parts.py --rank-runs " + " ".join(map(str, folders)) + f" --out {out}")
     markdown = ["# The choice rule over the held-out-family runs", "", "Made with:", "", "```bash", command, "```", "",
                 "Each candidate score's mean AUROC over the families its classifier never saw, averaged over the "
-                f"runs ({', '.join(runs)}); validation images only, no test pair.", "",
+                f"runs ({', '.join(runs)}); validation images only, no test pair. Each run's own command is in its "
+                "results.json.", "",
                 markdown_table(["score", "mean over runs", "worst run", "best run"], rows), ""]
     write_report(out, "results", {"command": command, "runs": list(runs), "rule": rows}, "\n".join(markdown))
     print("\n".join(markdown[:12] + [markdown_table(["score", "mean over runs", "worst run", "best run"], rows[:10])]))

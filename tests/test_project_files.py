@@ -252,3 +252,18 @@ def test_findings_on_the_linear_path_are_the_committed_ones():
     padded = "AUROC, ours: Fashion-MNIST, padded"
     # "one seed goes down"
     assert any(b < a for a, b in zip(values[f"{with_path} | {padded}"], values[f"{without} | {padded}"]))
+
+
+def test_findings_on_the_four_part_rerun_are_the_committed_ones():
+    import json
+
+    findings = " ".join((ROOT / "docs" / "findings.md").read_text().split())
+    rule = json.loads((ROOT / "results" / "fashion-parts" / "rule-up-to-four-parts" / "rule" / "results.json")
+                      .read_text())["rule"]
+    assert rule[0][0] == "classifier + latent two-sided + z 1-NN"   # today's ours, chosen again
+    assert f"pick today's ours again ({rule[0][1]:.3f} over the six runs)" in findings
+    four = next(i for i, row in enumerate(rule, 1) if row[0].count("+") == 3)
+    assert rule[four - 1][0] == "classifier + latent two-sided + z 1-NN + z 10-NN" and four == 4
+    assert f"comes 4th ({rule[3][1]:.3f})" in findings
+    with_difference = next(i for i, row in enumerate(rule, 1) if "difference" in row[0])
+    assert with_difference == 7 and f"7th ({rule[6][1]:.3f})" in findings and len(rule) == 43
