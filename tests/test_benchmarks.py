@@ -209,7 +209,7 @@ def test_linear_path_cost_trains_the_same_detector_without_the_path_and_checks_o
 
         def score_components(self, images):
             score = images.mean(dim=(1, 2, 3)).double().numpy()
-            return {"score": score, "classifier": -score}
+            return {"score": score, "classifier": -score, "difference_l1": score}
 
     data = types.SimpleNamespace(in_test=images[:20], out_test=images[20:] * 0.5, in_train=images)
     monkeypatch.setattr(module, "OODDetector", Detector)
@@ -217,6 +217,9 @@ def test_linear_path_cost_trains_the_same_detector_without_the_path_and_checks_o
     monkeypatch.setattr(module, "get_detector", lambda *args, **kwargs: Detector(3, "classroom", 0))
     monkeypatch.setattr(module, "fashion_images", lambda geometry: images[:10] * 0.3)
     monkeypatch.setattr(module, "far_ood_suite", lambda channels: {"flat": torch.full((10, 3, 32, 32), 0.5)})
+    colour = torch.zeros(10, 3, 32, 32)
+    colour[:, 0] = 1.0   # pure red: its grayscale outlier (luma 0.299) is darker
+    monkeypatch.setattr(module, "validation_images", lambda setting, preset, seed, n: colour)
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit) as error:   # a bad folder stops the run before anything trains
         module.main(["--seeds", "0", "--out", str(tmp_path / "file" / "x")])
@@ -229,3 +232,7 @@ def test_linear_path_cost_trains_the_same_detector_without_the_path_and_checks_o
     # the darker stand-ins score lower than the in-distribution images: 0 for the score, 1 for its negation
     assert np.allclose(values[f"{without} | AUROC, ours: Fashion-MNIST, resized"], [0.0, 0.0])
     assert np.allclose(values[f"{without} | AUROC, classifier logit: Fashion-MNIST, resized"], [1.0, 1.0])
+    assert np.allclose(values[f"{without} | AUROC, mean difference image: Fashion-MNIST, resized"], [0.0, 0.0])
+    assert f"{without} | AUROC, mean difference image: MNIST (the paper's pair)" not in values
+    gray = f"{without} | AUROC, classifier logit: {module.GRAY_FAMILY}"
+    assert np.allclose(values[gray], [1.0, 1.0])   # red images vs their darker gray copies

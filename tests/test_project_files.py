@@ -267,3 +267,22 @@ def test_findings_on_the_four_part_rerun_are_the_committed_ones():
     assert f"comes 4th ({rule[3][1]:.3f})" in findings
     with_difference = next(i for i, row in enumerate(rule, 1) if "difference" in row[0])
     assert with_difference == 7 and f"7th ({rule[6][1]:.3f})" in findings and len(rule) == 43
+
+
+def test_findings_on_why_the_linear_path_costs_are_the_committed_ones():
+    import json
+
+    findings = " ".join((ROOT / "docs" / "findings.md").read_text().split())
+    values = json.loads((ROOT / "results" / "linear-path-cost" / "results.json").read_text())["values"]
+    labels = ("with the linear path (classroom preset)", "without it (classroom preset, ae_linear_path=False)")
+
+    def means(measure):
+        return [sum(values[f"{label} | {measure}"]) / 3 for label in labels]
+
+    resized, padded = (means(f"AUROC, mean difference image: Fashion-MNIST, {g}") for g in ("resized", "padded"))
+    assert resized[0] > resized[1] and padded[0] > padded[1]   # better *with* the path
+    assert f"(resized {resized[0]:.2f} against {resized[1]:.2f}, padded {padded[0]:.2f} against {padded[1]:.2f})" \
+        in findings
+    gray = means("AUROC, classifier logit: the grayscale outlier family of validation CIFAR-10 images")
+    assert all(0.5 < value < 0.7 for value in gray)   # "barely above chance either way"
+    assert f"({gray[0]:.2f} with the path, {gray[1]:.2f} without)" in findings
