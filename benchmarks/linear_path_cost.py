@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.cifar10_fashion import fashion_images  # noqa: E402
 from benchmarks.fashion_parts import validation_images  # noqa: E402
+from benchmarks.reconstruction_psnr import mean_psnr  # noqa: E402
 from ood_helpers.artifacts import get_data, get_detector  # noqa: E402
 from ood_helpers.detector import OODDetector  # noqa: E402
 from ood_helpers.evaluation import metrics  # noqa: E402
@@ -50,14 +50,6 @@ PARTS = (("score", "ours"), ("classifier", "classifier logit"), ("difference_l1"
 GRAY_FAMILY = "the grayscale outlier family of validation CIFAR-10 images"
 AUTOENCODERS = {"with the linear path (classroom preset)": True,
                 "without it (classroom preset, ae_linear_path=False)": False}
-
-
-@torch.no_grad()
-def mean_psnr(autoencoder, images: torch.Tensor, batch_size: int = 250) -> float:
-    """Mean PSNR in dB of ``autoencoder``'s reconstructions of ``images`` (N, C, 32, 32) in [0, 1]."""
-    autoencoder = autoencoder.cpu().eval()
-    values = [metrics.psnr(batch, autoencoder(batch)[0]) for batch in images.float().split(batch_size)]
-    return float(np.concatenate(values).mean())
 
 
 def command(seeds, out) -> str:
