@@ -49,11 +49,13 @@ def fashion_images(geometry: str) -> torch.Tensor:
                   antialias=True).clamp(0, 1)
 
 
-def cell(numbers: list) -> str:
+def cell(numbers: list, digits: int = 4) -> str:
     """One value, or mean ± sample std (ddof=1, as ``compare``) over seeds; — when there is none."""
     if not numbers:
         return "—"
-    return f"{numbers[0]:.4f}" if len(numbers) == 1 else f"{np.mean(numbers):.4f} ± {np.std(numbers, ddof=1):.4f}"
+    if len(numbers) == 1:
+        return f"{numbers[0]:.{digits}f}"
+    return f"{np.mean(numbers):.{digits}f} ± {np.std(numbers, ddof=1):.{digits}f}"
 
 
 def render(table: dict, command: str, preset: str, seeds: list, seconds: float) -> str:

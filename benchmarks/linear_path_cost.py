@@ -27,12 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.cifar10_fashion import fashion_images  # noqa: E402
+from benchmarks.cifar10_fashion import cell, fashion_images  # noqa: E402
 from benchmarks.fashion_parts import validation_images  # noqa: E402
 from benchmarks.reconstruction_psnr import mean_psnr  # noqa: E402
 from ood_helpers.artifacts import get_data, get_detector  # noqa: E402
@@ -59,12 +58,6 @@ def command(seeds, out) -> str:
 
 def render(values: dict, seeds, out, seconds: float) -> list:
     """The markdown report's lines: one row per measure, mean ± std over seeds per autoencoder."""
-    def cell(numbers, digits):
-        if not numbers:
-            return "—"
-        return f"{numbers[0]:.{digits}f}" if len(numbers) == 1 else \
-            f"{np.mean(numbers):.{digits}f} ± {np.std(numbers, ddof=1):.{digits}f}"
-
     measures = list(dict.fromkeys(measure for _, measure in values))
     rows = [[measure] + [cell(values.get((label, measure), []), 4 if measure.startswith("AUROC") else 1)
                          for label in AUTOENCODERS] for measure in measures]
