@@ -236,3 +236,24 @@ def test_linear_path_cost_trains_the_same_detector_without_the_path_and_checks_o
     assert f"{without} | AUROC, mean difference image: MNIST (the paper's pair)" not in values
     gray = f"{without} | AUROC, classifier logit: {module.GRAY_FAMILY}"
     assert np.allclose(values[gray], [1.0, 1.0])   # red images vs their darker gray copies
+
+
+def test_the_committed_fashion_and_linear_path_reports_are_what_their_scripts_render():
+    import importlib.util
+    import json
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    folder = ROOT / "results" / "cifar10-fashion"
+    saved = json.loads((folder / "results.json").read_text())
+    assert load("cifar10_fashion").render(saved["auroc"], saved["command"], saved["preset"], saved["seeds"],
+                                          saved["seconds"]) == (folder / "results.md").read_text()
+    folder = ROOT / "results" / "linear-path-cost"
+    saved = json.loads((folder / "results.json").read_text())
+    values = {tuple(key.split(" | ")): numbers for key, numbers in saved["values"].items()}
+    lines = load("linear_path_cost").render(values, saved["seeds"], "results/linear-path-cost", saved["seconds"])
+    assert "\n".join(lines) == (folder / "results.md").read_text()
